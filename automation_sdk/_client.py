@@ -1,0 +1,131 @@
+"""The client: configuration plus the ``automations`` and ``runs`` resources."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import _paths
+from ._clock import Clock, SystemClock
+from ._resources import Automations, Runs
+from ._retry import RetryPolicy
+from ._transport import Transport
+from ._version import __version__
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AutomationClient"]
+
+_DEFAULT_RETRY = RetryPolicy()
+
+
+class AutomationClient:
+    """An async client of the Automation API.
+
+    Use it as an async context manager, or call :meth:`aclose` when done::
+
+        async with AutomationClient(token="...") as client:
+            run = await client.runs.create(automation_id, inputs={"ticket": "..."})
+            run = await client.runs.wait(automation_id, run.id, timeout=600)
+
+    Args:
+        token: The API token, sent as ``Authorization: Bearer <token>``;
+            defaults to the ``AUTOMATION_API_TOKEN`` environment variable.
+        base_url: The API's root URL; defaults to ``AUTOMATION_BASE_URL``,
+            then ``https://api.truestate.io``.
+        org_id: Sent as ``Current-Org-Id`` to choose an organisation;
+            defaults to ``AUTOMATION_ORG_ID``, else not sent.
+        timeout: Seconds one request may take, answer body included.
+        retry: When and how failed requests are retried.
+        session: An ``aiohttp.ClientSession`` to borrow (it is never closed
+            by the client); by default the client opens and owns one.
+        headers: Extra headers sent with every request (they cannot replace
+            ``Authorization``).
+        clock: The clock every wait goes through (retry backoff, polling,
+            deadlines); :class:`automation_sdk.testing.FakeClock` in tests.
+
+    Raises:
+        ConfigurationError: no token was given or found, or the base URL or
+            timeout is unusable.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        base_url: str | None = None,
+        org_id: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy = _DEFAULT_RETRY,
+        session: aiohttp.ClientSession | None = None,
+        headers: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        token = token if token is not None else os.environ.get(_paths.ENV_TOKEN)
+        if not token or not token.strip():
+            raise ConfigurationError(
+                f"no API token: pass AutomationClient(token=...) or set {_paths.ENV_TOKEN}"
+            )
+        self._transport = Transport(
+            token=token.strip(),
+            base_url=base_url or os.environ.get(_paths.ENV_BASE_URL) or _paths.DEFAULT_BASE_URL,
+            org_id=org_id if org_id is not None else os.environ.get(_paths.ENV_ORG_ID) or None,
+            timeout=timeout,
+            retry=retry,
+            session=session,
+            headers=headers,
+            clock=clock or SystemClock(),
+            user_agent=f"automation-sdk/{__version__}",
+        )
+        self.automations = Automations(self._transport)
+        """Create and read automations."""
+        self.runs = Runs(self._transport)
+        """Start, read, cancel, answer and watch runs."""
+
+    @property
+    def base_url(self) -> str:
+        """The API's root URL, without a trailing slash."""
+        return self._transport.base_url
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every wait of this client goes through."""
+        return self._transport.clock
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this client's requests."""
+        return self._transport.retry
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`aclose` was called; a closed client cannot be reopened."""
+        return self._transport.closed
+
+    async def aclose(self) -> None:
+        """Close the client's own HTTP session (a borrowed one stays open). Idempotent."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AutomationClient:
+        await self._transport.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AutomationClient(base_url={self.base_url!r})"
+
+    def __del__(self) -> None:
+        transport = getattr(self, "_transport", None)
+        if transport is not None:
+            transport.warn_if_unclosed(self)

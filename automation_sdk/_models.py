@@ -1,0 +1,302 @@
+"""Typed models of the Automation API's objects, and the inputs of ``create``.
+
+All models are immutable (``@frozen(kw_only=True)``). The API calls an
+execution of an automation an *automation session*; the SDK calls it a
+**run** (:class:`Run`, :class:`RunSummary`, :class:`RunStep`).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, TypeAlias
+
+from attrs import field, frozen
+
+__all__ = [
+    "Automation",
+    "AutomationVersion",
+    "EdgeSpec",
+    "JSONValue",
+    "Run",
+    "RunStatus",
+    "RunStep",
+    "RunSummary",
+    "Step",
+    "StepEdge",
+    "StepSpec",
+    "StepStatus",
+    "StepType",
+]
+
+JSONValue: TypeAlias = (
+    "str | int | float | bool | Mapping[str, JSONValue] | tuple[JSONValue, ...] "
+    "| list[JSONValue] | None"
+)
+"""Any value JSON can carry (objects as mappings, arrays as tuples or lists)."""
+
+
+class _OpenEnum(str, enum.Enum):  # noqa: UP042 - StrEnum's own __new__ breaks _missing_
+    """A string enum that also accepts values it does not know.
+
+    An unknown value becomes a member named ``UNKNOWN`` whose ``value`` is the
+    raw string; it equals no known member and compares equal to another
+    unknown member only when the raw strings match.
+    """
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = "UNKNOWN"
+        member._value_ = value
+        return member
+
+    @property
+    def is_unknown(self) -> bool:
+        """True when the server sent a value this SDK version does not know."""
+        return self._name_ == "UNKNOWN"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class RunStatus(_OpenEnum):
+    """The status of a run (an automation session).
+
+    Lifecycle: NEW -> RUNNING -> (WAITING_FOR_USER_INPUT -> RUNNING)* ->
+    FINISHED | FAILED. An unknown value from the server becomes an ``UNKNOWN``
+    member keeping the raw string.
+    """
+
+    NEW = "NEW"
+    RUNNING = "RUNNING"
+    WAITING_FOR_USER_INPUT = "WAITING_FOR_USER_INPUT"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True exactly for FINISHED and FAILED: the service never changes such a run."""
+        return self in _TERMINAL_RUN
+
+
+class StepStatus(_OpenEnum):
+    """The status of one step within a run; the same values as :class:`RunStatus`."""
+
+    NEW = "NEW"
+    RUNNING = "RUNNING"
+    WAITING_FOR_USER_INPUT = "WAITING_FOR_USER_INPUT"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True exactly for FINISHED and FAILED."""
+        return self in _TERMINAL_STEP
+
+
+class StepType(_OpenEnum):
+    """The kind of a step. Only START is printed in the reference; the set is open."""
+
+    START = "START"
+    LLM = "LLM"
+    INPUT = "INPUT"
+    TOOL = "TOOL"
+
+
+_TERMINAL_RUN = frozenset({RunStatus.FINISHED, RunStatus.FAILED})
+_TERMINAL_STEP = frozenset({StepStatus.FINISHED, StepStatus.FAILED})
+
+
+def _frozen_json(value: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
+    return dict(value)
+
+
+@frozen(kw_only=True)
+class Step:
+    """A step of an automation's graph (its definition, shared by every run)."""
+
+    id: uuid.UUID
+    """The step's id; stable across runs of the same automation version."""
+    name: str
+    """The step's name, used in templates as ``${name.result}``."""
+    step_type: StepType
+    """START, LLM, INPUT, ... (an open enum)."""
+    prompt_template: Mapping[str, JSONValue] = field(factory=dict)
+    """The template, an object tagged by ``type``; every key is kept."""
+    created_at: datetime | None = None
+    """When the step was created (timezone-aware)."""
+    updated_at: datetime | None = None
+    """When the step was last changed (timezone-aware)."""
+
+
+@frozen(kw_only=True)
+class StepEdge:
+    """An edge of an automation's graph: from one step to the next."""
+
+    id: uuid.UUID | None = None
+    """The edge's id."""
+    source_step_id: uuid.UUID
+    """The step the edge leaves."""
+    target_step_id: uuid.UUID
+    """The step the edge enters."""
+    label: str = ""
+    """A free label."""
+
+
+@frozen(kw_only=True)
+class AutomationVersion:
+    """A version of an automation: its steps and the edges between them."""
+
+    id: uuid.UUID
+    """The version's id."""
+    automation_id: uuid.UUID | None = None
+    """The automation this version belongs to."""
+    steps: tuple[Step, ...] = ()
+    """The steps, as the server lists them."""
+    step_transitions: tuple[StepEdge, ...] = ()
+    """The graph's edges (the API calls them step transitions)."""
+    created_at: datetime | None = None
+    """When the version was created."""
+    updated_at: datetime | None = None
+    """When the version was last changed."""
+
+
+@frozen(kw_only=True)
+class RunSummary:
+    """A run as listed inside an :class:`Automation`: no steps, cheap to read."""
+
+    id: uuid.UUID
+    """The run's id."""
+    automation_id: uuid.UUID
+    """The automation it runs."""
+    inputs: Mapping[str, JSONValue] = field(factory=dict)
+    """The inputs the run was started with."""
+    error: str | None = None
+    """Why the run failed, when it did."""
+    status: RunStatus
+    """The run's status."""
+    created_at: datetime
+    """When the run was created."""
+    updated_at: datetime
+    """When the run last changed."""
+
+
+@frozen(kw_only=True)
+class Automation:
+    """An automation: a named graph of steps that runs execute."""
+
+    id: uuid.UUID
+    """The automation's id."""
+    name: str
+    """Its name."""
+    description: str | None = None
+    """Its description."""
+    organisation_id: str | None = None
+    """The organisation that owns it (a string, not a UUID)."""
+    current_version: AutomationVersion | None = None
+    """The version new runs execute."""
+    created_at: datetime | None = None
+    """When it was created."""
+    updated_at: datetime | None = None
+    """When it last changed."""
+    runs: tuple[RunSummary, ...] = ()
+    """Its runs, as summaries (the API's ``sessions``; empty in a create answer)."""
+
+
+@frozen(kw_only=True)
+class RunStep:
+    """One step as reached by a run: its status, rendered prompt, result or error."""
+
+    id: uuid.UUID
+    """The id of this step *within this run*."""
+    status: StepStatus
+    """The step's status in this run."""
+    prompt: Mapping[str, JSONValue] = field(factory=dict)
+    """The rendered prompt (for an input step: what to show the user)."""
+    result: str | None = None
+    """The step's result, once it has one."""
+    error: str | None = None
+    """Why the step failed, when it did."""
+    step: Step
+    """The step's definition (``step.id`` is the same in every run)."""
+    created_at: datetime
+    """When the run reached the step."""
+    updated_at: datetime
+    """When this step last changed."""
+    user_input: str | None = None
+    """The answer given to an input step, when the server reports it."""
+
+
+@frozen(kw_only=True)
+class Run:
+    """A run (the API's *automation session*): one execution of an automation."""
+
+    id: uuid.UUID
+    """The run's id."""
+    automation_id: uuid.UUID
+    """The automation it runs."""
+    inputs: Mapping[str, JSONValue] = field(factory=dict)
+    """The inputs the run was started with."""
+    error: str | None = None
+    """Why the run failed, when it did."""
+    status: RunStatus
+    """The run's status; FINISHED and FAILED are final."""
+    created_at: datetime
+    """When the run was created."""
+    updated_at: datetime
+    """When the run last changed."""
+    steps: tuple[RunStep, ...] = ()
+    """The steps reached so far, in the server's order."""
+    steps_count: int = 0
+    """How many steps the server counts for this run."""
+    current_step: RunStep | None = None
+    """The step in progress; when waiting for input, its prompt is the question."""
+
+    def step(self, name: str) -> RunStep | None:
+        """Return the run's step whose definition is named ``name``, or None."""
+        for run_step in self.steps:
+            if run_step.step.name == name:
+                return run_step
+        return None
+
+
+def _spec_id(value: uuid.UUID | str | None) -> uuid.UUID:
+    if value is None:
+        return uuid.uuid4()
+    if isinstance(value, uuid.UUID):
+        return value
+    from ._ids import to_uuid
+
+    return to_uuid(value, "StepSpec.id")
+
+
+@frozen
+class StepSpec:
+    """A step to create with :meth:`~automation_sdk.Automations.create`.
+
+    Args:
+        name: The step's name (unique within the automation).
+        step_type: START, LLM, INPUT, ... as a :class:`StepType` or a string.
+        prompt_template: The template, an object tagged by ``type``, e.g.
+            ``{"type": "text", "text": "Summarise ${INPUTS.ticket}"}``.
+        id: The step's id; a new UUID when omitted.
+    """
+
+    name: str
+    step_type: StepType | str
+    prompt_template: Mapping[str, JSONValue] = field(factory=dict)
+    id: uuid.UUID = field(default=None, converter=_spec_id)
+
+
+@frozen
+class EdgeSpec:
+    """An edge to create: ``source`` and ``target`` name a :class:`StepSpec` by name or id."""
+
+    source: str | uuid.UUID
+    target: str | uuid.UUID
+    label: str = ""

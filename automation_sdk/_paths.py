@@ -1,0 +1,54 @@
+"""Every path and header name of the Automation API, in one place.
+
+Facts marked *inferred* in the API contract live here too, so that a correction
+is a one-line change. Paths keep the trailing slash where the reference shows
+one: the server answers a mismatch with a redirect.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from uuid import UUID
+
+DEFAULT_BASE_URL: Final = "https://api.truestate.io"
+
+ENV_TOKEN: Final = "AUTOMATION_API_TOKEN"
+ENV_BASE_URL: Final = "AUTOMATION_BASE_URL"
+ENV_ORG_ID: Final = "AUTOMATION_ORG_ID"
+
+HEADER_AUTHORIZATION: Final = "Authorization"
+HEADER_ORG_ID: Final = "Current-Org-Id"  # inferred from the vendor's own client
+HEADER_ACCEPT: Final = "Accept"
+HEADER_USER_AGENT: Final = "User-Agent"
+HEADER_RETRY_AFTER: Final = "Retry-After"
+REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-correlation-id")
+
+
+def automations() -> str:
+    """``POST`` creates an automation. [doc]"""
+    return "/automations/"
+
+
+def automation(automation_id: UUID) -> str:
+    """``GET`` one automation with its run summaries. [doc]"""
+    return f"/automations/{automation_id}/"
+
+
+def runs(automation_id: UUID) -> str:
+    """``POST`` starts a run, ``GET`` lists them. [inferred]"""
+    return f"/automations/{automation_id}/sessions/"
+
+
+def run(automation_id: UUID, run_id: UUID) -> str:
+    """``GET`` one run. [doc: answer; inferred: path]"""
+    return f"/automations/{automation_id}/sessions/{run_id}/"
+
+
+def run_cancel(automation_id: UUID, run_id: UUID) -> str:
+    """``PATCH`` cancels a run. [doc: the seed page]"""
+    return f"/automations/{automation_id}/sessions/{run_id}/cancel"
+
+
+def run_user_input(automation_id: UUID, run_id: UUID) -> str:
+    """``POST`` answers a run waiting for user input. [inferred]"""
+    return f"/automations/{automation_id}/sessions/{run_id}/user-input"

@@ -1,0 +1,227 @@
+"""The API's resources: ``client.automations`` and ``client.runs``.
+
+Each method checks its arguments, sends one request through the session layer
+and turns the answer into a model; the poller (``runs.watch`` / ``runs.wait``)
+lives in :mod:`automation_sdk._poller`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from . import _paths
+from ._convert import StructureFailed, structure
+from ._ids import to_uuid
+from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
+from .errors import InvalidArgumentError, ResponseValidationError
+
+if TYPE_CHECKING:
+    from ._transport import Response, Transport
+
+__all__ = ["Automations", "Runs"]
+
+T = TypeVar("T")
+
+
+def parse(response: Response, cls: type[T], method: str, path: str, base_url: str) -> T:
+    """Structure ``response.data`` as ``cls`` or raise :class:`ResponseValidationError`."""
+    try:
+        return structure(response.data, cls)
+    except StructureFailed as exc:
+        url = base_url + path
+        shown = "; ".join(exc.problems[:5])
+        more = f" (and {len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
+        raise ResponseValidationError(
+            f"{method} {url} answered {response.status} with a body that does not match "
+            f"{cls.__name__ if isinstance(cls, type) else 'the expected shape'}: {shown}{more}. "
+            "The server may be newer or older than this SDK; upgrade the SDK or report it",
+            method=method,
+            url=url,
+            status_code=response.status,
+            problems=exc.problems,
+        ) from exc
+
+
+class _Resource:
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        cls: type[T],
+        *,
+        json_body: object = None,
+        idempotent: bool,
+    ) -> T:
+        response = await self._transport.request(
+            method, path, json_body=json_body, idempotent=idempotent
+        )
+        return parse(response, cls, method, path, self._transport.base_url)
+
+
+class Automations(_Resource):
+    """``client.automations``: create automations and read them with their runs."""
+
+    __slots__ = ()
+
+    async def create(
+        self,
+        *,
+        name: str,
+        description: str = "",
+        steps: Sequence[StepSpec],
+        transitions: Sequence[EdgeSpec] = (),
+    ) -> Automation:
+        """Create an automation from steps and the edges between them.
+
+        Args:
+            name: The automation's name.
+            description: A free description.
+            steps: The steps; each gets its ``id`` sent so that edges can name it.
+            transitions: The edges; ``source`` and ``target`` name a step of
+                ``steps`` by name or by id.
+
+        Returns:
+            The created automation (its ``runs`` is empty).
+
+        Raises:
+            InvalidArgumentError: a duplicate step name or id, or an edge naming
+                no step of ``steps``; nothing was sent.
+        """
+        if not steps:
+            raise InvalidArgumentError("an automation needs at least one step (a START step)")
+        by_name: dict[str, uuid.UUID] = {}
+        by_id: set[uuid.UUID] = set()
+        for spec in steps:
+            if spec.name in by_name:
+                raise InvalidArgumentError(
+                    f"two steps are named {spec.name!r}; names must be unique"
+                )
+            if spec.id in by_id:
+                raise InvalidArgumentError(f"two steps have the id {spec.id}; ids must be unique")
+            by_name[spec.name] = spec.id
+            by_id.add(spec.id)
+
+        def resolve(ref: str | uuid.UUID, which: str, edge: EdgeSpec) -> uuid.UUID:
+            if isinstance(ref, str) and ref in by_name:
+                return by_name[ref]
+            try:
+                as_id = ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref)
+            except ValueError:
+                as_id = None
+            if as_id is not None and as_id in by_id:
+                return as_id
+            raise InvalidArgumentError(
+                f"edge {edge.source!s} -> {edge.target!s}: its {which} {ref!s} names no step "
+                f"(known steps: {', '.join(sorted(by_name))})"
+            )
+
+        body = {
+            "name": name,
+            "description": description,
+            "current_version": {
+                "steps": [
+                    {
+                        "id": str(spec.id),
+                        "name": spec.name,
+                        "step_type": str(StepType(spec.step_type).value),
+                        "prompt_template": dict(spec.prompt_template),
+                    }
+                    for spec in steps
+                ],
+                "step_transitions": [
+                    {
+                        "source_step_id": str(resolve(edge.source, "source", edge)),
+                        "target_step_id": str(resolve(edge.target, "target", edge)),
+                        "label": edge.label,
+                    }
+                    for edge in transitions
+                ],
+            },
+        }
+        return await self._call(
+            "POST", _paths.automations(), Automation, json_body=body, idempotent=False
+        )
+
+    async def get(self, automation_id: uuid.UUID | str) -> Automation:
+        """Fetch an automation, its current version and a summary of each of its runs.
+
+        Raises:
+            NotFoundError: no automation with that id for this organisation.
+        """
+        aid = to_uuid(automation_id, "automation_id")
+        return await self._call("GET", _paths.automation(aid), Automation, idempotent=True)
+
+
+class Runs(_Resource):
+    """``client.runs``: start, read, cancel and answer runs, and watch them to the end."""
+
+    __slots__ = ()
+
+    async def create(
+        self, automation_id: uuid.UUID | str, *, inputs: Mapping[str, JSONValue] | None = None
+    ) -> Run:
+        """Start a run of an automation's current version.
+
+        Args:
+            automation_id: The automation to run.
+            inputs: The run's inputs, available to templates as ``${INPUTS.key}``.
+
+        Returns:
+            The new run (usually NEW).
+        """
+        aid = to_uuid(automation_id, "automation_id")
+        return await self._call(
+            "POST",
+            _paths.runs(aid),
+            Run,
+            json_body={"inputs": dict(inputs or {})},
+            idempotent=False,
+        )
+
+    async def list(self, automation_id: uuid.UUID | str) -> tuple[Run, ...]:
+        """List every run of an automation, with their steps (the API does not paginate)."""
+        aid = to_uuid(automation_id, "automation_id")
+        return await self._call("GET", _paths.runs(aid), tuple[Run, ...], idempotent=True)
+
+    async def get(self, automation_id: uuid.UUID | str, run_id: uuid.UUID | str) -> Run:
+        """Fetch one run with the steps it has reached."""
+        aid = to_uuid(automation_id, "automation_id")
+        rid = to_uuid(run_id, "run_id")
+        return await self._call("GET", _paths.run(aid, rid), Run, idempotent=True)
+
+    async def cancel(self, automation_id: uuid.UUID | str, run_id: uuid.UUID | str) -> Run:
+        """Cancel a run; it ends FAILED. Retried like a GET: cancelling twice is harmless."""
+        aid = to_uuid(automation_id, "automation_id")
+        rid = to_uuid(run_id, "run_id")
+        return await self._call("PATCH", _paths.run_cancel(aid, rid), Run, idempotent=True)
+
+    async def submit_input(
+        self, automation_id: uuid.UUID | str, run_id: uuid.UUID | str, user_input: str
+    ) -> Run:
+        """Answer a run that is WAITING_FOR_USER_INPUT; the run then goes on.
+
+        Args:
+            automation_id: The run's automation.
+            run_id: The run.
+            user_input: The answer, which becomes the waiting step's result.
+        """
+        aid = to_uuid(automation_id, "automation_id")
+        rid = to_uuid(run_id, "run_id")
+        if not isinstance(user_input, str):
+            raise InvalidArgumentError(
+                f"user_input must be a string, got {type(user_input).__name__}"
+            )
+        return await self._call(
+            "POST",
+            _paths.run_user_input(aid, rid),
+            Run,
+            json_body={"user_input": user_input},
+            idempotent=False,
+        )

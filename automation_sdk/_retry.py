@@ -1,0 +1,99 @@
+"""When a failed request is tried again, and how long to wait first.
+
+The public knob is :class:`RetryPolicy`; tenacity does the looping inside
+:mod:`automation_sdk._transport` and never shows in a public signature.
+
+The rules (see the docs' "Errors and retries" page):
+
+- a GET or the cancel PATCH (idempotent) is retried on a failed connection,
+  a timeout, a garbled body, 408, 429 and 5xx;
+- a POST is retried only when the server cannot have acted on it: the
+  connection was never made, or it answered 429;
+- a ``Retry-After`` is honoured, even above ``wait_max``, up to
+  ``max_retry_after``; a longer one is not waited for: the error is raised
+  at once with its ``retry_after`` set;
+- otherwise the wait grows exponentially from ``wait_initial`` up to
+  ``wait_max``, with jitter.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+from attrs import field as attr_field
+from attrs import frozen, validators
+
+from .errors import (
+    APIStatusError,
+    RateLimitError,
+    ResponseValidationError,
+    ServerError,
+    TransportError,
+)
+
+__all__ = ["RetryPolicy", "backoff", "retry_after_of", "should_retry"]
+
+_RETRY_STATUSES: Final = frozenset({408, 429})
+_JITTER_FLOOR: Final = 0.5  # a jittered wait is between half and all of the base wait
+
+
+@frozen(kw_only=True)
+class RetryPolicy:
+    """How the client retries a request that failed for a passing reason.
+
+    Args:
+        attempts: Tries in all, the first included; ``1`` turns retries off.
+        wait_initial: The wait before the second try, in seconds.
+        wait_max: The longest wait between tries (a server's ``Retry-After``
+            may ask for more, up to ``max_retry_after``).
+        jitter: Spread each wait randomly over 50-100% of its value, so that
+            many clients do not retry in lockstep.
+        max_retry_after: The longest ``Retry-After`` the client waits for;
+            beyond it the error is raised at once with ``retry_after`` set.
+    """
+
+    attempts: int = attr_field(default=5, validator=validators.ge(1))
+    wait_initial: float = attr_field(default=0.5, validator=validators.ge(0))
+    wait_max: float = attr_field(default=8.0, validator=validators.ge(0))
+    jitter: bool = True
+    max_retry_after: float = attr_field(default=60.0, validator=validators.ge(0))
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The ``Retry-After`` an error carries, if any."""
+    if isinstance(exc, RateLimitError | ServerError):
+        return exc.retry_after
+    return None
+
+
+def should_retry(exc: BaseException, *, idempotent: bool, policy: RetryPolicy) -> bool:
+    """Whether ``exc`` from one try may be followed by another."""
+    retry_after = retry_after_of(exc)
+    if retry_after is not None and retry_after > policy.max_retry_after:
+        return False
+    if isinstance(exc, TransportError):
+        return idempotent or not exc.may_have_taken_effect
+    if isinstance(exc, RateLimitError):
+        return True  # a 429 means the server did not act on the request
+    if isinstance(exc, ServerError):
+        return idempotent
+    if isinstance(exc, APIStatusError):
+        return idempotent and exc.status_code in _RETRY_STATUSES
+    if isinstance(exc, ResponseValidationError):
+        # A body that is not JSON at all is most often cut short on the way;
+        # a JSON body of the wrong shape will not get better on a retry.
+        return idempotent and getattr(exc, "_garbled", False)
+    return False
+
+
+def backoff(
+    policy: RetryPolicy, failures: int, retry_after: float | None, rng: random.Random
+) -> float:
+    """The wait after the ``failures``-th failed try."""
+    if retry_after is not None:
+        return max(0.0, retry_after)
+    base: float = min(policy.wait_max, policy.wait_initial * 2.0 ** (failures - 1))
+    if policy.jitter:
+        return base * rng.uniform(_JITTER_FLOOR, 1.0)
+    return base

@@ -1,0 +1,269 @@
+"""Every error the SDK raises, in one tree.
+
+::
+
+    AutomationError
+    ├── ConfigurationError          (also ValueError)   no token, a bad base URL
+    ├── InvalidArgumentError        (also ValueError)   bad id, edge to no step, bad checkpoint
+    ├── ClientClosedError           (also RuntimeError) a call on a closed client
+    ├── APIStatusError                                   the server answered 4xx/5xx
+    │   ├── BadRequestError                400
+    │   ├── AuthenticationError            401
+    │   ├── PermissionDeniedError          403
+    │   ├── NotFoundError                  404
+    │   ├── ConflictError                  409
+    │   ├── UnprocessableEntityError       422  (.errors: the parsed ``detail`` list)
+    │   ├── RateLimitError                 429  (.retry_after)
+    │   └── ServerError                    5xx  (.retry_after)
+    ├── TransportError              (also OSError)       no answer: connection refused, reset, ...
+    │   └── RequestTimeoutError     (also TimeoutError)  no answer in time
+    ├── ResponseValidationError                          an answer that is not what the API promises
+    ├── RunFailedError                                   a waited-for run ended FAILED
+    └── WaitTimeoutError            (also TimeoutError)  a watch or wait passed its deadline
+
+Every error carries ``method`` and ``url`` when it comes from a request, and
+``checkpoint`` when it escaped a watch (so the watch can be resumed). Messages
+say what happened, to which request, and what to do; they never contain the
+API token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from attrs import frozen
+
+if TYPE_CHECKING:
+    from ._models import Run
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "AutomationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConflictError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ResponseValidationError",
+    "RunFailedError",
+    "ServerError",
+    "TransportError",
+    "UnprocessableEntityError",
+    "ValidationDetail",
+    "WaitTimeoutError",
+]
+
+
+class AutomationError(Exception):
+    """Base class of every error raised by ``automation_sdk``.
+
+    Attributes:
+        checkpoint: When the error escaped a watch, the watch's checkpoint at
+            that moment (a JSON string to pass as ``resume_from``); else None.
+    """
+
+    checkpoint: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(AutomationError, ValueError):
+    """The client was configured in a way that cannot work (no token, a bad URL)."""
+
+
+class InvalidArgumentError(AutomationError, ValueError):
+    """An argument was rejected before any request was sent."""
+
+
+class ClientClosedError(AutomationError, RuntimeError):
+    """A request was made on a client that was already closed."""
+
+
+class _RequestError(AutomationError):
+    """An error about one request: knows its method and URL."""
+
+    def __init__(self, message: str, *, method: str, url: str) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+@frozen(kw_only=True)
+class ValidationDetail:
+    """One entry of a 422 answer's ``detail`` list (FastAPI's shape)."""
+
+    loc: tuple[str | int, ...]
+    """Where the problem is, e.g. ``("body", "name")``."""
+    msg: str
+    """What the server says is wrong."""
+    type: str
+    """The server's code for the problem, e.g. ``"missing"``."""
+
+
+class APIStatusError(_RequestError):
+    """The server answered with an error status.
+
+    Attributes:
+        status_code: The HTTP status.
+        method: The request's method.
+        url: The request's URL.
+        detail: The server's explanation (FastAPI's ``detail``), or a short
+            excerpt of the body when it was not JSON, or None.
+        body: The decoded JSON body, or the raw text when it was not JSON.
+        request_id: The server's request id header, when it sent one.
+        headers: The answer's headers.
+        may_have_taken_effect: True when the request was a POST whose effect
+            the server may already have applied (a 5xx): check before sending
+            it again.
+    """
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status_code: int,
+        detail: str | None = None,
+        body: object = None,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        may_have_taken_effect: bool = False,
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+        self.status_code = status_code
+        self.detail = detail
+        self.body = body
+        self.request_id = request_id
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.may_have_taken_effect = may_have_taken_effect
+
+
+class BadRequestError(APIStatusError):
+    """400: the server could not make sense of the request."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the token is missing, wrong, or not valid for the organisation."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the token is valid but may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no automation or run with that id (for this organisation)."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the current state (e.g. the run already ended)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the server rejected the request body.
+
+    Attributes:
+        errors: The parsed entries of FastAPI's ``detail`` list.
+    """
+
+    errors: tuple[ValidationDetail, ...] = ()
+
+
+class _RetryAfterMixin(APIStatusError):
+    retry_after: float | None = None
+    """Seconds the server asked to wait (``Retry-After``), or None."""
+
+
+class RateLimitError(_RetryAfterMixin):
+    """429: too many requests; ``retry_after`` says how long the server asked to wait."""
+
+
+class ServerError(_RetryAfterMixin):
+    """5xx: the server failed; ``retry_after`` is set when it sent ``Retry-After``."""
+
+
+class TransportError(_RequestError, OSError):
+    """No usable answer: the connection failed, was reset, or broke mid-body.
+
+    Attributes:
+        may_have_taken_effect: True when the request may have reached the
+            server before the failure (only matters for a POST).
+    """
+
+    def __init__(
+        self, message: str, *, method: str, url: str, may_have_taken_effect: bool = False
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+        self.may_have_taken_effect = may_have_taken_effect
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """No answer arrived within the request's timeout."""
+
+
+class ResponseValidationError(_RequestError):
+    """The answer was not what the API promises: not JSON, or the wrong shape.
+
+    Attributes:
+        status_code: The HTTP status of the answer.
+        problems: One line per problem, each naming the field path
+            (e.g. ``steps[2].step.id``).
+        body: An excerpt of the raw body (at most a few hundred characters).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status_code: int,
+        problems: tuple[str, ...] = (),
+        body: str = "",
+    ) -> None:
+        super().__init__(message, method=method, url=url)
+        self.status_code = status_code
+        self.problems = problems
+        self.body = body
+
+
+class RunFailedError(AutomationError):
+    """A run that :meth:`~automation_sdk.Runs.wait` waited for ended FAILED.
+
+    Attributes:
+        run: The final snapshot of the run.
+    """
+
+    def __init__(self, message: str, *, run: Run) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+class WaitTimeoutError(AutomationError, TimeoutError):
+    """A watch or wait reached its deadline before the run ended.
+
+    Attributes:
+        run: The last snapshot seen, or None if no poll succeeded.
+        checkpoint: The watch's checkpoint, to resume it later.
+    """
+
+    def __init__(self, message: str, *, run: Run | None, checkpoint: str | None) -> None:
+        super().__init__(message)
+        self.run = run
+        self.checkpoint = checkpoint
