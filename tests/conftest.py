@@ -12,9 +12,7 @@ import pytest
 
 from automation_sdk import AutomationClient, RetryPolicy
 from automation_sdk.testing import FakeClock
-
-BASE_URL = "http://api.test"
-TOKEN = "tok-SECRET-123"
+from payloads import BASE_URL, TOKEN
 
 
 def _patch_aioresponses() -> None:
