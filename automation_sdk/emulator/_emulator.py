@@ -1,0 +1,229 @@
+"""The :class:`Emulator`: an aiohttp server bound to 127.0.0.1, started and stopped."""
+
+from __future__ import annotations
+
+import random
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Final
+
+from aiohttp import web
+
+from .._clock import Clock, SystemClock
+from ._app import Api, RecordedRequest
+from ._engine import Engine
+from ._faults import Faults
+
+__all__ = [
+    "DEFAULT_ORGANISATION_ID",
+    "DEFAULT_STEP_DURATION",
+    "DEFAULT_TOKEN",
+    "Emulator",
+]
+
+DEFAULT_TOKEN: Final = "test-token"
+"""The token the emulator accepts unless told otherwise."""
+DEFAULT_STEP_DURATION: Final = 0.5
+"""Seconds each step of a run takes (and a run's NEW -> RUNNING delay)."""
+DEFAULT_ORGANISATION_ID: Final = "org-emulator"
+"""The ``organisation_id`` of every automation, and the only ``Current-Org-Id`` accepted."""
+
+
+def _id_maker(seed: int | None) -> Callable[[], uuid.UUID]:
+    if seed is None:
+        return uuid.uuid4
+    rng = random.Random(f"automation-sdk-emulator-ids:{seed}")
+    return lambda: uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Emulator:
+    """A local, in-memory Automation API server, faithful to the contract.
+
+    Use it as an async context manager (or :meth:`start` / :meth:`aclose`)::
+
+        async with Emulator(token="test", clock=FakeClock()) as emu:
+            client = AutomationClient("test", base_url=emu.url)
+
+    Runs advance lazily on the emulator's clock: each request that reads or
+    touches a run first applies every transition due by ``clock.monotonic()``,
+    so a :class:`~automation_sdk.testing.FakeClock` makes it deterministic.
+
+    Args:
+        token: The one API token accepted (``Authorization: Bearer <token>``
+            or ``Api-key: <token>``).
+        host: The address to listen on.
+        port: The port; 0 picks a free one (read it back from :attr:`url`).
+        step_duration: Seconds each step takes, and a run's NEW -> RUNNING delay.
+        seed: Seeds the fault draws and the server's ids; None for random ones.
+        clock: Where time comes from; the real clock by default.
+        faults: The faults to inject; none by default.
+        organisation_id: The organisation of every automation.
+        epoch: The wall time the clock's first reading maps to (``created_at``
+            and ``updated_at`` are ``epoch`` plus elapsed clock time); now by default.
+
+    Raises:
+        ValueError: an empty token, a negative step duration or a bad port.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        step_duration: float = DEFAULT_STEP_DURATION,
+        seed: int | None = None,
+        clock: Clock | None = None,
+        faults: Faults | None = None,
+        organisation_id: str = DEFAULT_ORGANISATION_ID,
+        epoch: datetime | None = None,
+    ) -> None:
+        if not token or token != token.strip():
+            raise ValueError(
+                f"Emulator token must be a non-empty string without spaces, got {token!r}"
+            )
+        if not step_duration >= 0:
+            raise ValueError(f"Emulator step_duration must be >= 0 seconds, got {step_duration!r}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"Emulator port must be from 0 to 65535, got {port!r}")
+        self._host = host
+        self._port = port
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        start = epoch if epoch is not None else datetime.now(UTC)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        self._engine = Engine(
+            clock=self._clock,
+            step_duration=step_duration,
+            epoch=start.astimezone(UTC),
+            organisation_id=organisation_id,
+            new_id=_id_maker(seed),
+        )
+        self._api = Api(
+            engine=self._engine,
+            token=token,
+            faults=faults if faults is not None else Faults(),
+            rng=random.Random(seed),
+            clock=self._clock,
+        )
+        self._runner: web.AppRunner | None = None
+        self._closed = False
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321`` (once started).
+
+        Raises:
+            RuntimeError: the emulator is not running.
+        """
+        if self._url is None:
+            raise RuntimeError("the Emulator is not running: use `async with` or await start()")
+        return self._url
+
+    @property
+    def token(self) -> str:
+        """The API token the emulator accepts."""
+        return self._api.token
+
+    @property
+    def clock(self) -> Clock:
+        """The clock runs advance on."""
+        return self._clock
+
+    @property
+    def faults(self) -> Faults:
+        """The faults injected from now on; assign a new :class:`Faults` to change them."""
+        return self._api.faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        self._api.faults = value
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in order, as ``(method, path, status, faults)``.
+
+        The list is live: tests may ``clear()`` it between phases.
+        """
+        return self._api.requests
+
+    @property
+    def automation_count(self) -> int:
+        """How many automations exist."""
+        return len(self._engine.automations)
+
+    @property
+    def run_count(self) -> int:
+        """How many runs (automation sessions) exist, over all automations."""
+        return sum(len(a.runs) for a in self._engine.automations.values())
+
+    async def start(self) -> None:
+        """Start listening; does nothing when already running.
+
+        Raises:
+            RuntimeError: the emulator was closed (make a new one instead).
+            OSError: the address cannot be bound (e.g. the port is in use).
+        """
+        if self._closed:
+            raise RuntimeError("this Emulator was closed; make a new one")
+        if self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._api.handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            sock = _bind(self._host, self._port)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        try:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = sock.getsockname()[1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._url = f"http://{host}:{port}"
+
+    async def aclose(self) -> None:
+        """Stop listening and close every connection; safe to call twice."""
+        self._closed = True
+        runner, self._runner = self._runner, None
+        self._url = None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        where = self._url or "not running"
+        return f"<Emulator {where} automations={self.automation_count} runs={self.run_count}>"

@@ -1,0 +1,189 @@
+"""Running the emulator on its own: ``python -m automation_sdk.emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+
+from ._emulator import DEFAULT_STEP_DURATION, DEFAULT_TOKEN, Emulator
+from ._faults import Faults
+
+__all__ = ["add_arguments", "banner", "main", "run_from_args", "run_server", "serve"]
+
+
+def banner(emulator: Emulator) -> str:
+    """The line printed when the emulator is listening."""
+    return f"Automation API emulator listening on {emulator.url} (token: {emulator.token})"
+
+
+async def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token: str = DEFAULT_TOKEN,
+    step_duration: float = DEFAULT_STEP_DURATION,
+    seed: int | None = None,
+    faults: Faults | None = None,
+    ready: Callable[[Emulator], object] | None = None,
+) -> None:
+    """Serve the emulator until the task is cancelled.
+
+    Args:
+        host: The address to listen on.
+        port: The port (0 picks a free one).
+        token: The API token accepted.
+        step_duration: Seconds each step of a run takes.
+        seed: Seeds faults and ids; None for random ones.
+        faults: The faults to inject; none by default.
+        ready: Called with the running :class:`Emulator` once it listens;
+            by default the :func:`banner` is printed to stdout.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    async with Emulator(
+        host=host, port=port, token=token, step_duration=step_duration, seed=seed, faults=faults
+    ) as emulator:
+        if ready is None:
+            print(banner(emulator), flush=True)
+        else:
+            ready(emulator)
+        await asyncio.Event().wait()
+
+
+def run_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token: str = DEFAULT_TOKEN,
+    step_duration: float = DEFAULT_STEP_DURATION,
+    seed: int | None = None,
+    faults: Faults | None = None,
+) -> None:
+    """Serve the emulator in a new event loop until Ctrl-C, then return quietly.
+
+    Takes the arguments of :func:`serve` (the banner is printed to stdout).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(
+                host=host,
+                port=port,
+                token=token,
+                step_duration=step_duration,
+                seed=seed,
+                faults=faults,
+            )
+        )
+    print("Automation API emulator stopped.", flush=True)
+
+
+_RATES = (
+    ("error_rate", "answer 500/502/503 to this fraction of requests"),
+    ("rate_limit_rate", "answer 429 with Retry-After to this fraction"),
+    ("drop_rate", "close the connection without answering for this fraction"),
+    ("slow_rate", "delay this fraction by --slow-seconds"),
+    ("stale_rate", "answer an older snapshot of a session to this fraction of its GETs"),
+    ("truncate_rate", "cut the JSON body of this fraction of 200 answers"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options (``--port``, ``--token``, faults...) to ``parser``."""
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--token", default=DEFAULT_TOKEN, help="API token to accept (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--step-duration",
+        type=float,
+        default=DEFAULT_STEP_DURATION,
+        metavar="SECONDS",
+        help="seconds each step of a run takes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for faults and ids (reproducible)"
+    )
+    faults = parser.add_argument_group("fault injection (all off by default)")
+    for name, text in _RATES:
+        flag = "--" + name.replace("_", "-")
+        faults.add_argument(flag, type=float, default=0.0, metavar="RATE", help=f"{text} (0..1)")
+    faults.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="delay of a slow answer (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="Retry-After sent with 429/503 (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--fault-methods",
+        default="GET",
+        metavar="METHODS",
+        help="comma-separated HTTP methods faults apply to (default: %(default)s)",
+    )
+
+
+def _faults_from(args: argparse.Namespace) -> Faults:
+    return Faults(
+        **{name: getattr(args, name) for name, _ in _RATES},
+        slow_seconds=args.slow_seconds,
+        retry_after=args.retry_after,
+        methods=frozenset(m.strip() for m in args.fault_methods.split(",") if m.strip()),
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run :func:`run_server` with options parsed by :func:`add_arguments`; return an exit code.
+
+    Raises:
+        ValueError: a fault rate or a duration is out of range.
+    """
+    faults = _faults_from(args)
+    try:
+        run_server(
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            step_duration=args.step_duration,
+            seed=args.seed,
+            faults=faults,
+        )
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``python -m automation_sdk.emulator`` command; returns an exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m automation_sdk.emulator",
+        description="Serve a local, in-memory emulator of the Automation API.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        _faults_from(args)
+        if args.step_duration < 0:
+            raise ValueError(f"--step-duration must be >= 0, got {args.step_duration}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    return run_from_args(args)
