@@ -24,31 +24,42 @@ HEADER_RETRY_AFTER: Final = "Retry-After"
 REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-correlation-id")
 
 
+# Path templates: the client formats them, the emulator routes on them.
+AUTOMATIONS: Final = "/automations/"  # POST creates an automation [doc]
+AUTOMATION: Final = "/automations/{automation_id}/"  # GET one, with run summaries [doc]
+RUNS: Final = "/automations/{automation_id}/sessions/"  # POST starts, GET lists [inferred]
+RUN: Final = (
+    "/automations/{automation_id}/sessions/{session_id}/"  # GET [doc; path inferred]
+)
+RUN_CANCEL: Final = RUN + "cancel"  # PATCH [doc: the seed page]
+RUN_USER_INPUT: Final = RUN + "user-input"  # POST [inferred]
+
+
 def automations() -> str:
-    """``POST`` creates an automation. [doc]"""
-    return "/automations/"
+    """``POST`` creates an automation."""
+    return AUTOMATIONS
 
 
 def automation(automation_id: UUID) -> str:
-    """``GET`` one automation with its run summaries. [doc]"""
-    return f"/automations/{automation_id}/"
+    """``GET`` one automation with its run summaries."""
+    return AUTOMATION.format(automation_id=automation_id)
 
 
 def runs(automation_id: UUID) -> str:
-    """``POST`` starts a run, ``GET`` lists them. [inferred]"""
-    return f"/automations/{automation_id}/sessions/"
+    """``POST`` starts a run, ``GET`` lists them."""
+    return RUNS.format(automation_id=automation_id)
 
 
 def run(automation_id: UUID, run_id: UUID) -> str:
-    """``GET`` one run. [doc: answer; inferred: path]"""
-    return f"/automations/{automation_id}/sessions/{run_id}/"
+    """``GET`` one run."""
+    return RUN.format(automation_id=automation_id, session_id=run_id)
 
 
 def run_cancel(automation_id: UUID, run_id: UUID) -> str:
-    """``PATCH`` cancels a run. [doc: the seed page]"""
-    return f"/automations/{automation_id}/sessions/{run_id}/cancel"
+    """``PATCH`` cancels a run."""
+    return RUN_CANCEL.format(automation_id=automation_id, session_id=run_id)
 
 
 def run_user_input(automation_id: UUID, run_id: UUID) -> str:
-    """``POST`` answers a run waiting for user input. [inferred]"""
-    return f"/automations/{automation_id}/sessions/{run_id}/user-input"
+    """``POST`` answers a run waiting for user input."""
+    return RUN_USER_INPUT.format(automation_id=automation_id, session_id=run_id)

@@ -29,6 +29,7 @@ from typing import Any, Final, NamedTuple
 from aiohttp import web
 from attrs import evolve, field, frozen
 
+from .. import _paths
 from .._clock import Clock
 from . import _validate
 from ._engine import AutomationRecord, Conflict, Engine, RunRecord
@@ -119,20 +120,15 @@ class Api:
         self._clock = clock
         self._counter = 0
         self._snapshots: dict[uuid.UUID, dict[int, bytes]] = {}
-        # Every path the emulator serves, written as the API reference writes them
-        # (the SDK's own copy is automation_sdk/_paths.py: keep the two in step).
+        # Every path the emulator serves: the SDK's own templates, so that a
+        # correction to an inferred path in _paths.py moves both sides at once.
         table: dict[str, dict[str, _Handler]] = {
-            "/automations/": {"POST": self._create_automation},
-            "/automations/{automation_id}/": {"GET": self._get_automation},
-            "/automations/{automation_id}/sessions/": {
-                "POST": self._create_run,
-                "GET": self._list_runs,
-            },
-            "/automations/{automation_id}/sessions/{session_id}/": {"GET": self._get_run},
-            "/automations/{automation_id}/sessions/{session_id}/cancel": {"PATCH": self._cancel},
-            "/automations/{automation_id}/sessions/{session_id}/user-input": {
-                "POST": self._user_input
-            },
+            _paths.AUTOMATIONS: {"POST": self._create_automation},
+            _paths.AUTOMATION: {"GET": self._get_automation},
+            _paths.RUNS: {"POST": self._create_run, "GET": self._list_runs},
+            _paths.RUN: {"GET": self._get_run},
+            _paths.RUN_CANCEL: {"PATCH": self._cancel},
+            _paths.RUN_USER_INPUT: {"POST": self._user_input},
         }
         self._routes = [_Route(_compile(path), handlers) for path, handlers in table.items()]
 
