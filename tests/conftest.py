@@ -33,6 +33,13 @@ def _patch_aioresponses() -> None:
 _patch_aioresponses()
 
 
+@pytest.fixture(autouse=True)
+def _no_user_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's AUTOMATION_* variables."""
+    for name in ("AUTOMATION_API_TOKEN", "AUTOMATION_BASE_URL", "AUTOMATION_ORG_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     """A virtual clock: sleeps return at once."""
