@@ -73,10 +73,15 @@ class RunStatus(_OpenEnum):
     """
 
     NEW = "NEW"
+    """Created; not started yet."""
     RUNNING = "RUNNING"
+    """Working through its steps."""
     WAITING_FOR_USER_INPUT = "WAITING_FOR_USER_INPUT"
+    """Stopped at an input step until :meth:`~automation_sdk.Runs.submit_input` answers it."""
     FINISHED = "FINISHED"
+    """Ended successfully; final."""
     FAILED = "FAILED"
+    """Ended with an error, or cancelled; final."""
 
     @property
     def is_terminal(self) -> bool:
@@ -88,10 +93,15 @@ class StepStatus(_OpenEnum):
     """The status of one step within a run; the same values as :class:`RunStatus`."""
 
     NEW = "NEW"
+    """Reached, not started yet."""
     RUNNING = "RUNNING"
+    """In progress."""
     WAITING_FOR_USER_INPUT = "WAITING_FOR_USER_INPUT"
+    """An input step waiting for its answer."""
     FINISHED = "FINISHED"
+    """Done; its ``result`` is set. Final."""
     FAILED = "FAILED"
+    """Failed; its ``error`` is set. Final."""
 
     @property
     def is_terminal(self) -> bool:
@@ -103,9 +113,13 @@ class StepType(_OpenEnum):
     """The kind of a step. Only START is printed in the reference; the set is open."""
 
     START = "START"
+    """The entry of the graph; its prompt and result are empty."""
     LLM = "LLM"
+    """Sends its rendered prompt to a model; the answer is its result."""
     INPUT = "INPUT"
+    """Shows its prompt to a person; the answer is its result."""
     TOOL = "TOOL"
+    """Calls a tool."""
 
 
 _TERMINAL_RUN = frozenset({RunStatus.FINISHED, RunStatus.FAILED})
@@ -298,5 +312,8 @@ class EdgeSpec:
     """An edge to create: ``source`` and ``target`` name a :class:`StepSpec` by name or id."""
 
     source: str | uuid.UUID
+    """The step the edge leaves: a :class:`StepSpec`'s name or id."""
     target: str | uuid.UUID
+    """The step the edge enters: a :class:`StepSpec`'s name or id."""
     label: str = ""
+    """A free label."""

@@ -64,6 +64,7 @@ class AutomationError(Exception):
     """Base class of every error raised by ``automation_sdk``.
 
     Attributes:
+        message: The message, as ``str(exc)`` gives it.
         checkpoint: When the error escaped a watch, the watch's checkpoint at
             that moment (a JSON string to pass as ``resume_from``); else None.
     """
