@@ -11,6 +11,7 @@ Start runs of automations, read them, and watch them to the end::
 
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
+from ._events import RunTransition, StepTransition
 from ._models import (
     Automation,
     AutomationVersion,
@@ -26,6 +27,7 @@ from ._models import (
     StepStatus,
     StepType,
 )
+from ._poller import RunWatch
 from ._resources import Automations, Runs
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -78,12 +80,15 @@ __all__ = [
     "RunStatus",
     "RunStep",
     "RunSummary",
+    "RunTransition",
+    "RunWatch",
     "Runs",
     "ServerError",
     "Step",
     "StepEdge",
     "StepSpec",
     "StepStatus",
+    "StepTransition",
     "StepType",
     "SystemClock",
     "TransportError",

@@ -18,6 +18,7 @@ from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
 from .errors import InvalidArgumentError, ResponseValidationError
 
 if TYPE_CHECKING:
+    from ._poller import RunWatch
     from ._transport import Response, Transport
 
 __all__ = ["Automations", "Runs"]
@@ -224,4 +225,110 @@ class Runs(_Resource):
             Run,
             json_body={"user_input": user_input},
             idempotent=False,
+        )
+
+    def watch(
+        self,
+        automation_id: uuid.UUID | str,
+        run_id: uuid.UUID | str,
+        *,
+        interval: float = 1.0,
+        max_interval: float = 15.0,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+        resume_from: str | None = None,
+    ) -> RunWatch:
+        """Follow a run, yielding a transition for each status change of its steps and itself.
+
+        ::
+
+            async with client.runs.watch(automation_id, run_id, timeout=600) as watch:
+                async for event in watch:
+                    match event:
+                        case StepTransition(step_name=name, status=status): ...
+                        case RunTransition(status=status): ...
+
+        Nothing is sent until the iteration starts. The first poll goes out at
+        once; then the poller waits ``interval``, 1.5x longer while nothing
+        changes (up to ``max_interval``), back to ``interval`` on any change,
+        each wait jittered by +-10%. A failed poll is retried by the client's
+        :class:`RetryPolicy`; WAITING_FOR_USER_INPUT is an ordinary status.
+
+        Args:
+            automation_id: The run's automation.
+            run_id: The run to watch.
+            interval: Seconds between polls while the run changes.
+            max_interval: The longest wait between polls while it does not.
+            timeout: Seconds for the whole watch, counted from the first
+                iteration; None waits as long as the run takes.
+            cancel_on_timeout: When the timeout passes, ask the server to
+                cancel the run (one request, at most 5 seconds) before raising.
+            resume_from: A :meth:`RunWatch.checkpoint` of an earlier watch of
+                this run: transitions it delivered are not delivered again.
+
+        Returns:
+            A single-use :class:`RunWatch` (async iterator and context manager).
+
+        Raises:
+            InvalidArgumentError: a bad id or number, or ``resume_from`` is not
+                a checkpoint of this run or of a known version (raised here, at
+                once); errors of the polls themselves come from the iteration.
+        """
+        from ._poller import RunWatch
+
+        return RunWatch(
+            self._transport,
+            to_uuid(automation_id, "automation_id"),
+            to_uuid(run_id, "run_id"),
+            interval=interval,
+            max_interval=max_interval,
+            timeout=timeout,
+            cancel_on_timeout=cancel_on_timeout,
+            resume_from=resume_from,
+        )
+
+    async def wait(
+        self,
+        automation_id: uuid.UUID | str,
+        run_id: uuid.UUID | str,
+        *,
+        interval: float = 1.0,
+        max_interval: float = 15.0,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+        raise_on_failure: bool = True,
+    ) -> Run:
+        """Wait for a run to end, polling as :meth:`watch` does, and return its final snapshot.
+
+        Args:
+            automation_id: The run's automation.
+            run_id: The run to wait for.
+            interval: Seconds between polls while the run changes.
+            max_interval: The longest wait between polls while it does not.
+            timeout: Seconds to wait in all; None waits as long as the run takes.
+            cancel_on_timeout: When the timeout passes, ask the server to
+                cancel the run (one request, at most 5 seconds) before raising.
+            raise_on_failure: Raise :class:`RunFailedError` when the run ends
+                FAILED; with False, return the FAILED run instead.
+
+        Returns:
+            The run, FINISHED (or FAILED when ``raise_on_failure`` is False).
+
+        Raises:
+            RunFailedError: the run ended FAILED (``.run`` has it; the message
+                has the failing step's error).
+            WaitTimeoutError: the timeout passed first (``.run``, ``.checkpoint``).
+            AutomationError: a poll failed for good (401, 404, retries exhausted).
+        """
+        from ._poller import wait
+
+        return await wait(
+            self._transport,
+            to_uuid(automation_id, "automation_id"),
+            to_uuid(run_id, "run_id"),
+            interval=interval,
+            max_interval=max_interval,
+            timeout=timeout,
+            cancel_on_timeout=cancel_on_timeout,
+            raise_on_failure=raise_on_failure,
         )
