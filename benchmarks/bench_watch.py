@@ -1,0 +1,246 @@
+"""What one watched run costs: CPU per poll and memory per RunWatch.
+
+Two parts, both bounded in count and time, both stopping by themselves:
+
+1. **The poller alone**, on a stubbed transport (no network): N watches of a
+   run with S steps, each polled P times. Reports the CPU per poll when the
+   answer did not change (the common case: a fast path skips structuring),
+   when it did (structuring plus events), the JSON decoding that a real
+   transport adds to both, and the memory each watch keeps.
+2. **End to end**, against a local aiohttp server on 127.0.0.1: N concurrent
+   watches through one client for a few seconds. Reports polls per second and
+   CPU per poll, client and server together (they share this process).
+
+Run it with ``python benchmarks/bench_watch.py [--watches 1000] [--seconds 4]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from automation_sdk import AutomationClient, Run, RunWatch
+from automation_sdk._convert import structure
+from automation_sdk._transport import Response
+from automation_sdk.testing import FakeClock
+
+AUTOMATION_ID = uuid.UUID("5b7c1a52-6d1e-4c4e-9c8e-2f0a3a1b7d10")
+
+
+def run_json(run_id: uuid.UUID, steps: int, version: int) -> dict[str, Any]:
+    """A run with ``steps`` steps; ``version`` moves its statuses and updated_at on."""
+    stamp = f"2026-11-29T10:{version // 60:02d}:{version % 60:02d}Z"
+    return {
+        "id": str(run_id),
+        "automation_id": str(AUTOMATION_ID),
+        "inputs": {"ticket": "T-1", "priority": "high"},
+        "error": None,
+        "status": "RUNNING",
+        "created_at": "2026-11-29T10:00:00Z",
+        "updated_at": stamp,
+        "steps": [
+            {
+                "id": str(uuid.uuid5(run_id, str(i))),
+                "status": "FINISHED" if i < version % (steps + 1) else "RUNNING",
+                "prompt": {"type": "text", "text": f"Prompt of step {i}, rendered " * 4},
+                "result": f"result {i}" if i < version % (steps + 1) else None,
+                "error": None,
+                "step": {
+                    "id": str(uuid.UUID(int=i + 1, version=4)),
+                    "name": f"step{i}",
+                    "step_type": "LLM",
+                    "prompt_template": {"type": "text", "text": "Prompt of step ${INPUTS.x}"},
+                    "created_at": "2026-11-29T09:00:00Z",
+                    "updated_at": "2026-11-29T09:00:00Z",
+                },
+                "created_at": "2026-11-29T10:00:00Z",
+                "updated_at": stamp,
+            }
+            for i in range(steps)
+        ],
+        "steps_count": steps,
+        "current_step": None,
+    }
+
+
+class StubTransport:
+    """Stands for the session layer: answers each GET with a freshly decoded body."""
+
+    base_url = "http://stub"
+
+    def __init__(self, bodies: dict[str, Callable[[], bytes]]) -> None:
+        self.clock = FakeClock()
+        self.bodies = bodies
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Response:
+        """Decode the body as aiohttp would hand it over."""
+        return Response(200, {}, json.loads(self.bodies[path]()), None)
+
+    def redact(self, text: str) -> str:
+        """Nothing to hide here."""
+        return text
+
+
+def cpu_per_call(total_seconds: float, calls: int) -> str:
+    """Microseconds per call."""
+    return f"{total_seconds / calls * 1e6:8.1f} µs"
+
+
+async def bench_poller(watches: int, steps: int, polls: int) -> None:
+    """Part 1: the poller alone on a stubbed transport."""
+    run_ids = [uuid.uuid4() for _ in range(watches)]
+    versions = dict.fromkeys(run_ids, 0)
+    texts: dict[tuple[uuid.UUID, int], bytes] = {}
+
+    def body_of(run_id: uuid.UUID) -> Callable[[], bytes]:
+        def body() -> bytes:
+            key = (run_id, versions[run_id])
+            if key not in texts:
+                texts[key] = json.dumps(run_json(run_id, steps, key[1])).encode()
+            return texts[key]
+
+        return body
+
+    paths = {f"/automations/{AUTOMATION_ID}/sessions/{rid}/": body_of(rid) for rid in run_ids}
+    transport = StubTransport(paths)
+
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    all_watches = [
+        RunWatch(transport, AUTOMATION_ID, rid, interval=1.0)  # type: ignore[arg-type]
+        for rid in run_ids
+    ]
+    # The first poll of each: the snapshot is kept, its events delivered.
+    for watch in all_watches:
+        for _ in range(steps + 1):
+            await anext(watch)
+    texts.clear()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    per_watch = sum(s.size_diff for s in after.compare_to(base, "filename")) / watches
+    runs = [structure(json.loads(json.dumps(run_json(r, steps, 0))), Run) for r in run_ids]
+    gc.collect()
+    with_runs = tracemalloc.take_snapshot()
+    per_run = sum(s.size_diff for s in with_runs.compare_to(after, "filename")) / watches
+    checkpoint_size = sum(len(w.checkpoint()) for w in all_watches) / watches
+    del runs
+    tracemalloc.stop()
+
+    # Unchanged answers: each poll decodes and compares, and yields nothing.
+    # A watch only polls when asked for an event, so drive its poll step directly.
+    unchanged_polls = watches * polls
+    start = time.process_time()
+    for _ in range(polls):
+        for watch in all_watches:
+            await watch._poll()
+    unchanged = time.process_time() - start
+
+    # Changed answers: every poll moves the run on by one version.
+    changed_polls = watches * polls
+    start = time.process_time()
+    for _ in range(polls):
+        for rid in run_ids:
+            versions[rid] += 1
+        for watch in all_watches:
+            await watch._poll()
+            watch._pending = []
+    changed = time.process_time() - start
+
+    decode_text = json.dumps(run_json(run_ids[0], steps, 1)).encode()
+    start = time.process_time()
+    for _ in range(unchanged_polls):
+        json.loads(decode_text)
+    decode = time.process_time() - start
+
+    rows = [
+        ("unchanged answer (fast path), JSON decoding included", unchanged, unchanged_polls),
+        ("changed answer (structuring + events), decoding included", changed, changed_polls),
+        ("of which the JSON decoding of one answer", decode, unchanged_polls),
+    ]
+    print(f"poller alone: {watches} watches x {polls} polls, {steps} steps per run")
+    for label, seconds, calls in rows:
+        print(f"  {label:<58}{cpu_per_call(seconds, calls)} CPU per poll")
+    print(f"  {'memory per RunWatch, its last Run included':<58}{per_watch / 1024:8.1f} KiB")
+    print(f"  {'of which the Run snapshot itself':<58}{per_run / 1024:8.1f} KiB")
+    print(f"  {'checkpoint size':<58}{checkpoint_size:8.0f} bytes")
+
+
+async def bench_server(watches: int, steps: int, seconds: float) -> None:
+    """Part 2: N concurrent watches against a local aiohttp server, for ``seconds``."""
+    polls = 0
+    started = time.monotonic()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal polls
+        polls += 1
+        run_id = uuid.UUID(request.match_info["run_id"])
+        # Each run moves on every ~3 seconds, so that the cadence resets now and then.
+        version = int((time.monotonic() - started) / 3.0) + run_id.int % 3
+        return web.json_response(run_json(run_id, steps, version))
+
+    app = web.Application()
+    app.router.add_get("/automations/{aid}/sessions/{run_id}/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    events = 0
+    try:
+        async with AutomationClient("bench-token", base_url=f"http://{host}:{port}") as client:
+
+            async def follow(run_id: uuid.UUID) -> None:
+                nonlocal events
+                async for _ in client.runs.watch(
+                    AUTOMATION_ID, run_id, interval=0.5, max_interval=2.0
+                ):
+                    events += 1
+
+            cpu = time.process_time()
+            wall = time.monotonic()
+            tasks = [asyncio.create_task(follow(uuid.uuid4())) for _ in range(watches)]
+            await asyncio.sleep(seconds)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            cpu = time.process_time() - cpu
+            wall = time.monotonic() - wall
+            # The server shares this loop: its keep-alive handlers are not the client's.
+            leftover = sum(
+                1
+                for task in asyncio.all_tasks()
+                if task is not asyncio.current_task()
+                and not task.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
+            )
+    finally:
+        await runner.cleanup()
+    print(f"end to end: {watches} concurrent watches on 127.0.0.1 for {wall:.1f}s")
+    print(f"  {'polls':<58}{polls:8d} ({polls / wall:.0f}/s), {events} events")
+    print(f"  {'client and server together':<58}{cpu_per_call(cpu, polls)} CPU per poll")
+    print(f"  {'client tasks left after cancelling every watch':<58}{leftover:8d}")
+
+
+def main() -> None:
+    """Parse the bounds and run both parts."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--watches", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--polls", type=int, default=10, help="polls per watch in part 1")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of part 2")
+    args = parser.parse_args()
+    asyncio.run(bench_poller(args.watches, args.steps, args.polls))
+    asyncio.run(bench_server(args.watches, args.steps, min(args.seconds, 30.0)))
+
+
+if __name__ == "__main__":
+    main()
