@@ -28,9 +28,7 @@ REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-correlation-id")
 AUTOMATIONS: Final = "/automations/"  # POST creates an automation [doc]
 AUTOMATION: Final = "/automations/{automation_id}/"  # GET one, with run summaries [doc]
 RUNS: Final = "/automations/{automation_id}/sessions/"  # POST starts, GET lists [inferred]
-RUN: Final = (
-    "/automations/{automation_id}/sessions/{session_id}/"  # GET [doc; path inferred]
-)
+RUN: Final = "/automations/{automation_id}/sessions/{session_id}/"  # GET [doc; path inferred]
 RUN_CANCEL: Final = RUN + "cancel"  # PATCH [doc: the seed page]
 RUN_USER_INPUT: Final = RUN + "user-input"  # POST [inferred]
 
