@@ -20,7 +20,7 @@ from typing import IO, Any, Final, NoReturn
 from . import _paths
 from ._client import AutomationClient
 from ._convert import unstructure
-from ._events import RunTransition, StepTransition
+from ._events import RunTransition
 from ._models import Automation, EdgeSpec, JSONValue, Run, RunStatus, StepSpec
 from ._progress import event_json, make_progress, run_lines
 from ._retry import RetryPolicy
@@ -357,18 +357,13 @@ async def _follow(
     plain: bool = False,
 ) -> int:
     """Watch a run to its end: live progress, plain lines, or NDJSON; return the exit code."""
-    progress = make_progress(out) if live else None
+    progress = make_progress(out, live=live) if live or plain else None
     final: RunStatus | None = None
     try:
         async with client.runs.watch(automation_id, run_id, **options) as watch:
             async for event in watch:
                 if progress is not None:
                     progress.update(event, watch.run)
-                elif plain:
-                    line = _plain_line(event)
-                    if line:
-                        out.write(line + "\n")
-                        out.flush()
                 else:
                     _print_json(event_json(event), out)
                 if isinstance(event, RunTransition):
@@ -379,20 +374,6 @@ async def _follow(
         if progress is not None:
             progress.close()
     return EXIT_OK if final is RunStatus.FINISHED else EXIT_RUN_FAILED
-
-
-def _plain_line(event: StepTransition | RunTransition) -> str:
-    if isinstance(event, StepTransition):
-        text = f"  step {event.step_name:<12} {event.status.value}"
-        if event.step.result and event.status.is_terminal:
-            text += f"  -> {event.step.result}"
-        if event.step.error:
-            text += f"  ! {event.step.error}"
-        return text
-    text = f"run {event.run_id} {event.status.value}"
-    if event.run.error:
-        text += f": {event.run.error}"
-    return text
 
 
 _DEMO_STEPS: Final = (

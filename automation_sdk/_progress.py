@@ -24,6 +24,7 @@ _STYLE = {
     "FAILED": "bold red",
 }
 _RESULT_WIDTH = 60
+_LINE_RESULT_WIDTH = 100
 
 
 def event_json(event: StepTransition | RunTransition) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class Progress(Protocol):
 
 
 class _LineProgress:
-    """A line per event, for terminals without rich."""
+    """A line per event: for pipes (the demo), and for terminals without rich."""
 
     def __init__(self, out: IO[str]) -> None:
         self._out = out
@@ -105,7 +106,7 @@ class _LineProgress:
         if isinstance(event, StepTransition):
             line = f"  {event.step_name:<16} {event.status.value}"
             if event.status.is_terminal and event.step.result:
-                line += f"  {_short(event.step.result)}"
+                line += f"  {_short(event.step.result, _LINE_RESULT_WIDTH)}"
             if event.step.error:
                 line += f"  error: {_short(event.step.error)}"
         else:
@@ -202,8 +203,10 @@ class _RichProgress:
             self._live.stop()
 
 
-def make_progress(out: IO[str]) -> Progress:
-    """Live progress on ``out``: a rich table if rich is installed, else plain lines."""
+def make_progress(out: IO[str], *, live: bool) -> Progress:
+    """Progress on ``out``: a live rich table if ``live`` and rich is installed, else lines."""
+    if not live:
+        return _LineProgress(out)
     try:
         import rich  # noqa: F401
     except ImportError:
