@@ -84,6 +84,8 @@ class ReferenceExtension(griffe.Extension):
             return
         documented = _documented(loader)
         for obj in _walk(pkg):
+            if obj.is_function:
+                _show_private_defaults(obj)  # type: ignore[arg-type]
             init = obj.members.get("__init__") if obj.is_class else None
             if init is not None and not init.is_alias and "transport" in init.parameters:
                 # Made by the client (client.runs.watch()), never by hand: the
@@ -104,6 +106,18 @@ def _attrs_default(value: str | None) -> str | None:
     if factory:
         return f"{factory.group(1)}()"
     return None
+
+
+def _show_private_defaults(function: griffe.Function) -> None:
+    """``retry=_DEFAULT_RETRY`` -> ``retry=RetryPolicy()``: readers cannot look up private names."""
+    module = function.module
+    for parameter in function.parameters:
+        default = str(parameter.default) if parameter.default is not None else ""
+        if not default.startswith("_") or not default.isidentifier():
+            continue
+        constant = module.members.get(default)
+        if constant is not None and not constant.is_alias and constant.value is not None:
+            parameter.default = constant.value
 
 
 def _walk(obj: griffe.Object) -> list[griffe.Object]:
@@ -193,7 +207,8 @@ def _literal_blocks(text: str) -> str:
             block.pop()
         code = textwrap.dedent("\n".join(block)).strip("\n")
         pad = " " * indent
-        out.extend(["", f"{pad}```python", *(pad + c if c else "" for c in code.split("\n"))])
+        lang = "text" if any(c in code for c in "├└│") else "python"  # a drawn tree, or code
+        out.extend(["", f"{pad}```{lang}", *(pad + c if c else "" for c in code.split("\n"))])
         out.extend([f"{pad}```", ""])
         i = j
     return "\n".join(out)
