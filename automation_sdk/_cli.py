@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         "watch", parents=[common], help="show a run's progress live until it ends"
     )
     _watch_options(watch)
+    watch.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="resume from FILE if it exists, and keep it updated after every event, so that "
+        "running the command again (after a timeout, a crash, Ctrl-C) repeats no event",
+    )
     wait = r_sub.add_parser("wait", parents=[common], help="wait quietly for a run to end")
     _watch_options(wait)
     answer = r_sub.add_parser("input", parents=[common], help="answer a run waiting for input")
@@ -343,7 +349,34 @@ async def _watch(client: AutomationClient, args: argparse.Namespace, out: IO[str
             out.write("\n".join(run_lines(run)) + "\n")
         return EXIT_OK if run.status is RunStatus.FINISHED else EXIT_RUN_FAILED
     live = not args.json and out.isatty()
-    return await _follow(client, args.automation_id, args.run_id, options, out, live=live)
+    if args.checkpoint:
+        options["resume_from"] = _read_checkpoint(args.checkpoint)
+    return await _follow(
+        client,
+        args.automation_id,
+        args.run_id,
+        options,
+        out,
+        live=live,
+        checkpoint_file=args.checkpoint,
+    )
+
+
+def _read_checkpoint(path: str) -> str | None:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _UsageError(f"cannot read the checkpoint {path}: {exc.strerror or exc}") from None
+    return text if text.strip() else None
+
+
+def _write_checkpoint(path: str, checkpoint: str) -> None:
+    # Write then rename, so that a crash mid-write never leaves half a checkpoint.
+    tmp = Path(path + ".tmp")
+    tmp.write_text(checkpoint, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 async def _follow(
@@ -355,6 +388,7 @@ async def _follow(
     *,
     live: bool,
     plain: bool = False,
+    checkpoint_file: str | None = None,
 ) -> int:
     """Watch a run to its end: live progress, plain lines, or NDJSON; return the exit code."""
     progress = make_progress(out, live=live) if live or plain else None
@@ -368,6 +402,12 @@ async def _follow(
                     _print_json(event_json(event), out)
                 if isinstance(event, RunTransition):
                     final = event.status
+                if checkpoint_file:
+                    _write_checkpoint(checkpoint_file, watch.checkpoint())
+            if final is None:
+                # Resumed from a checkpoint that had already delivered the end.
+                delivered = json.loads(watch.checkpoint()).get("run_status")
+                final = RunStatus(delivered) if isinstance(delivered, str) else None
             if progress is not None and watch.run is not None:
                 progress.finish(watch.run)
     finally:
@@ -469,7 +509,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, InvalidArgumentError) as exc:
         return _fail(_scrub(str(exc), token), EXIT_USAGE)
     except WaitTimeoutError as exc:
-        return _fail(_scrub(str(exc), token), EXIT_TIMEOUT)
+        status = exc.run.status.value if exc.run is not None else "not seen yet"
+        again = "run the same command again to keep watching"
+        if getattr(args, "checkpoint", None):
+            again += f" (it resumes from {args.checkpoint})"
+        elif args.command == "runs" and args.action == "watch":
+            again += " (add --checkpoint FILE to resume without repeating events)"
+        return _fail(
+            f"run {args.run_id} did not end within --timeout {args.timeout:g}s "
+            f"(last status: {status}); {again}",
+            EXIT_TIMEOUT,
+        )
     except RunFailedError as exc:
         return _fail(_scrub(str(exc), token), EXIT_RUN_FAILED)
     except AutomationError as exc:

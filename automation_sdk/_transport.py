@@ -392,7 +392,8 @@ class Transport:
         elif detail_value is not None:
             detail = json.dumps(detail_value)[:_EXCERPT]
         else:
-            detail = text.strip()[:_EXCERPT] or None
+            # An HTML page from a proxy: one line of its text, not its layout.
+            detail = " ".join(text.split())[:_EXCERPT] or None
         cls = _STATUS_CLASSES.get(status) or (ServerError if status >= 500 else APIStatusError)
         applied = method == "POST" and status >= 500
         reason = _reason(status)

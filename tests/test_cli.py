@@ -372,3 +372,28 @@ def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_watch_checkpoint_file_resumes_without_repeating(
+    emulator: Emulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--checkpoint: a timed-out watch run again delivers only what is new, then exits 0."""
+    automation_id = create(capsys, tmp_path, input_step=True)
+    run_id = start(capsys, automation_id)
+    checkpoint = tmp_path / "watch.json"
+    argv = ("runs", "watch", automation_id, run_id, "--interval", "0.002", "--json")
+    code, out, err = cli(capsys, *argv, "--timeout", "0.05", "--checkpoint", str(checkpoint))
+    assert code == 4
+    assert f"it resumes from {checkpoint}" in err and "client.runs" not in err
+    first = [json.loads(line) for line in out.splitlines()]
+    assert json.loads(checkpoint.read_text())["run_status"] == "WAITING_FOR_USER_INPUT"
+    cli(capsys, "runs", "input", automation_id, run_id, "yes")
+    code, out, _ = cli(capsys, *argv, "--checkpoint", str(checkpoint))
+    assert code == 0
+    second = [json.loads(line) for line in out.splitlines()]
+    seen = {(e["event"], e.get("step_name"), e["status"]) for e in first}
+    assert not seen & {(e["event"], e.get("step_name"), e["status"]) for e in second}
+    assert second[0]["previous"] == "WAITING_FOR_USER_INPUT"
+    assert second[-1]["status"] == "FINISHED"
+    code, out, _ = cli(capsys, *argv, "--checkpoint", str(checkpoint))
+    assert (code, out) == (0, "")

@@ -163,3 +163,15 @@ def test_error_tree() -> None:
         if isinstance(cls, type) and issubclass(cls, Exception):
             assert issubclass(cls, AutomationError), name
     assert issubclass(RateLimitError, APIStatusError) and issubclass(ServerError, APIStatusError)
+
+
+async def test_html_error_page_becomes_one_line(
+    client: AutomationClient, mock: aioresponses
+) -> None:
+    """A proxy's multi-line HTML page is folded into a one-line detail."""
+    page = "<html>\n  <body>\n    <h1>502 Bad Gateway</h1>\n  </body>\n</html>\n"
+    mock.post(f"{BASE_URL}/automations/{AUTOMATION_ID}/sessions/", status=502, body=page)
+    with pytest.raises(ServerError) as info:
+        await client.runs.create(AUTOMATION_ID, inputs={})
+    assert "\n" not in str(info.value)
+    assert info.value.detail == "<html> <body> <h1>502 Bad Gateway</h1> </body> </html>"
