@@ -126,10 +126,6 @@ _TERMINAL_RUN = frozenset({RunStatus.FINISHED, RunStatus.FAILED})
 _TERMINAL_STEP = frozenset({StepStatus.FINISHED, StepStatus.FAILED})
 
 
-def _frozen_json(value: Mapping[str, JSONValue]) -> Mapping[str, JSONValue]:
-    return dict(value)
-
-
 @frozen(kw_only=True)
 class Step:
     """A step of an automation's graph (its definition, shared by every run)."""

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -439,8 +440,6 @@ def _maybe_applied(method: str) -> str:
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -264,6 +264,8 @@ def test_network_error_exits_3(
         "9a1f0e6c-3b2d-4f5a-8e7c-6d5b4a3c2b1a",
         "--base-url",
         f"http://127.0.0.1:{port}",
+        "--retries",
+        "1",
     )
     assert code == 3
     assert "could not connect" in err and "Traceback" not in err
