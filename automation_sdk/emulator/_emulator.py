@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final
 
 from aiohttp import web
 
 from .._clock import Clock, SystemClock
 from ._app import Api, RecordedRequest
+from ._defaults import DEFAULT_ORGANISATION_ID, DEFAULT_STEP_DURATION, DEFAULT_TOKEN
 from ._engine import Engine
 from ._faults import Faults
 
@@ -23,13 +23,6 @@ __all__ = [
     "DEFAULT_TOKEN",
     "Emulator",
 ]
-
-DEFAULT_TOKEN: Final = "test-token"
-"""The token the emulator accepts unless told otherwise."""
-DEFAULT_STEP_DURATION: Final = 0.5
-"""Seconds each step of a run takes (and a run's NEW -> RUNNING delay)."""
-DEFAULT_ORGANISATION_ID: Final = "org-emulator"
-"""The ``organisation_id`` of every automation, and the only ``Current-Org-Id`` accepted."""
 
 
 def _id_maker(seed: int | None) -> Callable[[], uuid.UUID]:
