@@ -50,7 +50,7 @@ def measure(repeats: int, *, cold: bool) -> tuple[dict[str, list[float]], dict[s
         env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="no-pycache-")
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     cpu: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, argv in COMMANDS.items():  # one warm-up each, not counted
+    for argv in COMMANDS.values():  # one warm-up each, not counted
         subprocess.run([sys.executable, *argv], env=env, capture_output=True, check=True)
     for _ in range(repeats):
         for name, argv in COMMANDS.items():
