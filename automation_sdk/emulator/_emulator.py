@@ -178,7 +178,9 @@ class Emulator:
         if self._runner is not None:
             return
         app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._api.handle)
+        # Every path, newlines included (an encoded %0A): "." would not match them, and
+        # aiohttp's own text/plain 404 would skip the token check and the request log.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._api.handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
