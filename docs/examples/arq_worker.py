@@ -81,6 +81,7 @@ def job_id(run_id: uuid.UUID | str) -> str:
     return f"follow_run:{run_id}"
 
 
+# --8<-- [start:job]
 # KEYS[1] the watch hash; ARGV[1] the worker. Returns {token, checkpoint or ""}.
 _CLAIM: Final = """
 local token = redis.call('HINCRBY', KEYS[1], 'token', 1)
@@ -190,6 +191,7 @@ async def follow_run(ctx: dict[str, Any], automation_id: str, run_id: str) -> st
         logger.info("run %s had already ended; nothing to publish", run_id)
         return f"run {run_id} had already ended; nothing published"
     return f"run {run_id} ended {watch.run.status.value}; {published} transitions published"
+    # --8<-- [end:job]
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -202,6 +204,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["client"].aclose()
 
 
+# --8<-- [start:settings]
 class WorkerSettings:
     """``arq arq_worker.WorkerSettings``: how a crashed worker's runs get followed again."""
 
@@ -226,8 +229,10 @@ class WorkerSettings:
     health_check_interval = 10
     # job.abort() stops following a run; enqueueing it again resumes from the checkpoint.
     allow_abort_jobs = True
+    # --8<-- [end:settings]
 
 
+# --8<-- [start:enqueue]
 async def enqueue_follow(
     redis: ArqRedis, automation_id: uuid.UUID | str, run_id: uuid.UUID | str
 ) -> Job | None:
@@ -239,8 +244,10 @@ async def enqueue_follow(
         _job_id=job_id(run_id),
         _expires=JOB_EXPIRES,
     )
+    # --8<-- [end:enqueue]
 
 
+# --8<-- [start:consumer]
 async def progress(
     redis: Redis, run_id: uuid.UUID | str, *, after: str = "0", block: float = 30.0
 ) -> AsyncIterator[dict[str, str]]:
@@ -267,6 +274,7 @@ def describe(fields: dict[str, str]) -> str:
     """One line for a user: ``step draft: NEW -> RUNNING``."""
     what = f"step {fields['step_name']}" if fields["kind"] == "step" else "run"
     return f"{what}: {fields['previous'] or 'None'} -> {fields['status']}"
+    # --8<-- [end:consumer]
 
 
 def _text(value: object) -> str | None:
