@@ -222,9 +222,10 @@ class WorkerSettings:
     max_jobs = 1000
     # How soon a re-queued segment is picked up.
     poll_delay = 0.25
-    # A finished job's result keeps its id taken: enqueueing the run again within a day
-    # is a no-op; after that, the job finds the run ended and publishes nothing.
-    keep_result = 24 * 3600
+    # No result is kept, so a run's job id is free again as soon as its job ends: enqueued
+    # again after a failure (max_tries, abort), it resumes from the checkpoint; after the
+    # run's end, it finds the run ended and publishes nothing. The stream is the result.
+    keep_result = 0
     # Every worker sets "arq:queue:health-check" this often; `arq --check` reads it.
     health_check_interval = 10
     # job.abort() stops following a run; enqueueing it again resumes from the checkpoint.
