@@ -18,12 +18,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from datetime import date, time, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 from .errors import InvalidArgumentError
 
 __all__ = ["MAX_DEPTH", "to_json"]
+
+_PLAIN_INT_BITS: Final = 1000  # far below the 4,300 digits int() prints by default
 
 MAX_DEPTH: Final = 128
 """Nesting levels allowed in a value sent as JSON (the depth serde_json, say, reads)."""
@@ -127,41 +129,60 @@ def to_json(value: object, root: str) -> object:
         return _scalar(value, root, [])
     keys: list[str | int] = []
     result, items = _open(value, root, keys)
-    stack = [(items, result, id(value))]
+    # Items are Any inside the loop: their type is what the loop finds out.
+    stack: list[tuple[Iterator[tuple[str | int, Any]], Any, int]] = [(items, result, id(value))]
     on_path = {id(value)}
     while stack:
         items, target, container_id = stack[-1]
-        entry = next(items, None)
-        if entry is None:
+        into_list = isinstance(target, list)
+        for key, child in items:
+            cls = type(child)
+            # The common plain values first: this loop is the whole cost of the check.
+            if (
+                (cls is str and child.isascii())
+                or child is None
+                or cls is bool
+                or (cls is int and child.bit_length() <= _PLAIN_INT_BITS)
+                or (cls is float and math.isfinite(child))
+            ):
+                plain = child
+            elif cls is dict or cls is list or isinstance(child, Mapping | list | tuple):
+                keys.append(key)
+                if id(child) in on_path:
+                    raise _refuse(
+                        root,
+                        keys,
+                        "refers back to a container that holds it (a cycle), which JSON "
+                        "cannot carry",
+                    )
+                if len(stack) >= MAX_DEPTH:
+                    raise _refuse(
+                        root,
+                        keys,
+                        f"nested deeper than {MAX_DEPTH} levels, which is more than a server "
+                        "is expected to read; flatten the value",
+                    )
+                copy, child_items = _open(child, root, keys)
+                if into_list:
+                    target.append(copy)
+                else:
+                    target[key] = copy
+                stack.append((child_items, copy, id(child)))
+                on_path.add(id(child))
+                break  # go down; this container's iterator resumes when the child is done
+            else:
+                keys.append(key)
+                plain = _scalar(child, root, keys)
+                keys.pop()
+            if into_list:
+                target.append(plain)
+            else:
+                target[key] = plain
+        else:
             stack.pop()
             on_path.discard(container_id)
             if keys:
                 keys.pop()
-            continue
-        key, child = entry
-        if isinstance(child, Mapping | list | tuple):
-            keys.append(key)
-            if id(child) in on_path:
-                raise _refuse(
-                    root,
-                    keys,
-                    "refers back to a container that holds it (a cycle), which JSON cannot carry",
-                )
-            if len(stack) >= MAX_DEPTH:
-                raise _refuse(
-                    root,
-                    keys,
-                    f"nested deeper than {MAX_DEPTH} levels, which is more than a server "
-                    "is expected to read; flatten the value",
-                )
-            copy, child_items = _open(child, root, keys)
-            _store(target, key, copy)
-            stack.append((child_items, copy, id(child)))
-            on_path.add(id(child))
-        else:
-            keys.append(key)
-            _store(target, key, _scalar(child, root, keys))
-            keys.pop()
     return result
 
 
@@ -169,7 +190,7 @@ def _open(
     container: Mapping[object, object] | list[object] | tuple[object, ...],
     root: str,
     keys: list[str | int],
-) -> tuple[dict[str, object] | list[object], Iterator[tuple[str | int, object]]]:
+) -> tuple[dict[str, object] | list[object], Iterator[tuple[str | int, Any]]]:
     """An empty copy of ``container`` and an iterator of its (key, item) pairs."""
     if isinstance(container, Mapping):
         for key in container:
@@ -183,11 +204,3 @@ def _open(
         # str.__str__ turns a str subclass (an enum member, say) into a plain str.
         return {}, ((str.__str__(k), v) for k, v in container.items())
     return [], iter(enumerate(container))
-
-
-def _store(target: dict[str, object] | list[object], key: str | int, item: object) -> None:
-    if isinstance(target, list):
-        target.append(item)
-    else:
-        assert isinstance(key, str)
-        target[key] = item
