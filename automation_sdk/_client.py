@@ -14,7 +14,6 @@ from ._resources import Automations, Runs
 from ._retry import RetryPolicy
 from ._transport import Transport
 from ._version import __version__
-from .errors import ConfigurationError
 
 __all__ = ["AutomationClient"]
 
@@ -80,19 +79,18 @@ class AutomationClient:
         checked_org = _config.org_id(
             org_id if org_id is not None else os.environ.get(_paths.ENV_ORG_ID)
         )
-        if not isinstance(retry, RetryPolicy):
-            raise ConfigurationError(
-                f"retry must be a RetryPolicy, such as RetryPolicy(attempts=3), "
-                f"got {type(retry).__name__}"
-            )
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError(
-                f"session must be an aiohttp.ClientSession or None, got {type(session).__name__}"
-            )
-        if clock is not None and not isinstance(clock, Clock):
-            raise ConfigurationError(
-                "clock must have monotonic() and async sleep() (a Clock, such as "
-                f"automation_sdk.testing.FakeClock), got {type(clock).__name__}"
+        _config.instance(
+            retry, RetryPolicy, "retry", "a RetryPolicy, such as RetryPolicy(attempts=3)"
+        )
+        if session is not None:
+            _config.instance(session, aiohttp.ClientSession, "session", "an aiohttp.ClientSession")
+        if clock is not None:
+            # Clock is a runtime-checkable protocol: this checks monotonic() and sleep().
+            _config.instance(
+                clock,
+                Clock,
+                "clock",
+                "a Clock with monotonic() and async sleep(), such as FakeClock()",
             )
         self._transport = Transport(
             token=checked_token,

@@ -31,6 +31,7 @@ __all__ = [
     "check_int",
     "check_seconds",
     "headers",
+    "instance",
     "org_id",
     "timeout",
     "token",
@@ -178,6 +179,12 @@ def check_int(value: object, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
+
+
+def instance(value: object, cls: type, name: str, expected: str) -> None:
+    """Refuse ``value`` unless it is a ``cls`` (a runtime-checkable protocol counts)."""
+    if not isinstance(value, cls):
+        raise ConfigurationError(f"{name} must be {expected}, got {type(value).__name__}")
 
 
 def check_bool(value: object, name: str) -> bool:

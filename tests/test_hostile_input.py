@@ -85,7 +85,7 @@ BAD_CLIENT_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("retry str", {"retry": "fast"}, "retry must be a RetryPolicy"),
     ("retry int", {"retry": 3}, "retry must be a RetryPolicy"),
     ("session str", {"session": "session"}, "session must be an aiohttp.ClientSession"),
-    ("clock object", {"clock": object()}, "clock must have monotonic"),
+    ("clock object", {"clock": object()}, "clock must be a Clock with monotonic"),
 ]
 
 
@@ -508,8 +508,7 @@ async def test_good_specs_are_still_sent(client: AutomationClient, mock: aioresp
 
 @pytest.fixture
 async def stalled_server() -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A real server on 127.0.0.1 whose answers wait until told; yields its URL and an event
-    set when a request has arrived."""
+    """A server on 127.0.0.1 holding every request; yields its URL and a request-arrived event."""
     arrived = asyncio.Event()
     release = asyncio.Event()
 
