@@ -316,7 +316,10 @@ async def test_a_job_publishes_each_transition_once_and_an_ended_run_nothing(
     ):
         automation = await client.automations.create(
             name="two",
-            steps=[StepSpec("start", "START"), StepSpec("go", "LLM", {"text": "x"})],
+            steps=[
+                StepSpec("start", "START"),
+                StepSpec("go", "LLM", {"type": "text", "text": "x"}),
+            ],
             transitions=[EdgeSpec("start", "go")],
         )
         run = await client.runs.create(automation.id)
@@ -354,7 +357,10 @@ async def test_a_segment_ends_with_a_retry_and_the_next_resumes(
     ):
         automation = await client.automations.create(
             name="ask",
-            steps=[StepSpec("start", "START"), StepSpec("ask", "INPUT", {"text": "ok?"})],
+            steps=[
+                StepSpec("start", "START"),
+                StepSpec("ask", "INPUT", {"type": "text", "text": "ok?"}),
+            ],
             transitions=[EdgeSpec("start", "ask")],
         )
         run = await client.runs.create(automation.id)
