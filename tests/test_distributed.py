@@ -344,6 +344,59 @@ async def test_a_job_publishes_each_transition_once_and_an_ended_run_nothing(
         assert 0 < await arq_redis.ttl(arq_worker.events_key(run.id)) <= arq_worker.RETENTION
 
 
+def _example_command(redis_url: str, *argv: str) -> str:
+    """Run ``python arq_worker.py ARGV...`` as the page shows it; return what it printed."""
+    env = {**os.environ, "REDIS_URL": redis_url}
+    done = subprocess.run(
+        [sys.executable, "arq_worker.py", *argv],
+        cwd=EXAMPLES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.redis
+async def test_the_reader_shows_a_runs_progress_to_its_end(
+    arq_redis: ArqRedis, redis_url: str
+) -> None:
+    """progress() (XREAD BLOCK) yields each transition as published and stops at the end."""
+    async with (
+        Emulator(token=TOKEN, step_duration=0.0, seed=6) as emu,
+        AutomationClient(TOKEN, base_url=emu.url) as client,
+    ):
+        automation = await client.automations.create(
+            name="two",
+            steps=[
+                StepSpec("start", "START"),
+                StepSpec("go", "LLM", {"type": "text", "text": "x"}),
+            ],
+            transitions=[EdgeSpec("start", "go")],
+        )
+        run = await client.runs.create(automation.id)
+        ctx: dict[str, Any] = {"redis": arq_redis, "client": client, "job_id": "j", "job_try": 1}
+
+        async def read() -> list[str]:
+            return [arq_worker.describe(f) async for f in arq_worker.progress(arq_redis, run.id)]
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.05)  # the reader is blocked in XREAD before anything is published
+        await arq_worker.follow_run(ctx, str(automation.id), str(run.id))
+        shown = await asyncio.wait_for(reader, 10)
+
+    assert shown == [
+        "step start: None -> FINISHED",
+        "step go: None -> FINISHED",
+        "run: None -> FINISHED",
+    ]
+    assert _example_command(redis_url, "show", str(run.id)).splitlines() == shown
+    with pytest.raises(TimeoutError, match="no transition of run"):
+        await anext(arq_worker.progress(arq_redis, "nothing-here", block=0.05))
+
+
 @pytest.mark.redis
 async def test_a_segment_ends_with_a_retry_and_the_next_resumes(
     arq_redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
@@ -430,6 +483,17 @@ async def test_enqueueing_a_followed_run_again_does_nothing(arq_redis: ArqRedis)
 
 
 @pytest.mark.redis
+async def test_the_follow_command_queues_a_run_once(arq_redis: ArqRedis, redis_url: str) -> None:
+    """``python arq_worker.py follow A R`` queues the run's job; a second time it says so."""
+    first = _example_command(redis_url, "follow", "a", "r2")
+    second = _example_command(redis_url, "follow", "a", "r2")
+
+    assert first == "queued follow_run:r2\n"
+    assert second == "already followed follow_run:r2\n"
+    assert await arq_redis.zscore("arq:queue", "follow_run:r2") is not None
+
+
+@pytest.mark.redis
 async def test_a_sigkilled_worker_loses_and_repeats_no_event(
     arq_redis: ArqRedis, redis_url: str, processes: Processes
 ) -> None:
@@ -492,79 +556,90 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
             assert await arq_worker.enqueue_follow(arq_redis, automation.id, run.id) is not None
             runs.append(run.id)
 
-        async def last_entries() -> list[dict[str, str]]:
-            async with arq_redis.pipeline(transaction=False) as pipe:
-                for run_id in runs:
-                    pipe.xrevrange(arq_worker.events_key(run_id), count=1)
-                replies = await pipe.execute()
-            return [
-                {k.decode(): v.decode() for k, v in reply[0][1].items()} if reply else {}
-                for reply in replies
-            ]
+        async def read(run_id: object) -> list[dict[str, str]]:
+            return [f async for f in arq_worker.progress(arq_redis, run_id, block=60)]
 
-        async def all_waiting() -> bool:
-            return all(
-                e.get("kind") == "run" and e["status"] == RunStatus.WAITING_FOR_USER_INPUT.value
-                for e in await last_entries()
+        # What the page's reader shows, read live (XREAD BLOCK) across the kill.
+        readers = [asyncio.create_task(read(run_id)) for run_id in runs]
+        try:
+
+            async def last_entries() -> list[dict[str, str]]:
+                async with arq_redis.pipeline(transaction=False) as pipe:
+                    for run_id in runs:
+                        pipe.xrevrange(arq_worker.events_key(run_id), count=1)
+                    replies = await pipe.execute()
+                return [
+                    {k.decode(): v.decode() for k, v in reply[0][1].items()} if reply else {}
+                    for reply in replies
+                ]
+
+            async def all_waiting() -> bool:
+                return all(
+                    e.get("kind") == "run" and e["status"] == RunStatus.WAITING_FOR_USER_INPUT.value
+                    for e in await last_entries()
+                )
+
+            # Every run stops at its input step: whatever the workers do now, no state is missed.
+            await _until("every run waiting for its input", all_waiting, 40, processes)
+
+            async def owners() -> list[tuple[int, str]]:
+                async with arq_redis.pipeline(transaction=False) as pipe:
+                    for run_id in runs:
+                        pipe.hmget(arq_worker.watch_key(run_id), ["token", "worker"])
+                    replies = await pipe.execute()
+                return [(int(token), worker.decode()) for token, worker in replies]
+
+            published_by = collections.Counter(
+                [f["worker"] for run_id in runs for f in await _stream(arq_redis, run_id)]
             )
-
-        # Every run stops at its input step: whatever the workers do now, no state is missed.
-        await _until("every run waiting for its input", all_waiting, 40, processes)
-
-        async def owners() -> list[tuple[int, str]]:
-            async with arq_redis.pipeline(transaction=False) as pipe:
-                for run_id in runs:
-                    pipe.hmget(arq_worker.watch_key(run_id), ["token", "worker"])
-                replies = await pipe.execute()
-            return [(int(token), worker.decode()) for token, worker in replies]
-
-        published_by = collections.Counter(
-            [f["worker"] for run_id in runs for f in await _stream(arq_redis, run_id)]
-        )
-        victim_name = published_by.most_common(1)[0][0]
-        victim = workers[int(victim_name.rsplit(":", 1)[1])]
-        Processes.kill(victim)
-        killed_at = time.monotonic()
-        # Read after the kill: the dead worker's claims can no longer change.
-        victim_events = sum(
-            [
-                f["worker"] == victim_name
-                for run_id in runs
-                for f in await _stream(arq_redis, run_id)
-            ]
-        )
-        at_kill = await owners()
-        victim_runs = {
-            run_id for run_id, (_, w) in zip(runs, at_kill, strict=True) if w == victim_name
-        }
-
-        async def all_claimed_again() -> bool:
-            # Each job claims its run as each segment starts: once every token has moved past
-            # its value at the kill, no run is held by the dead worker (nor picked by it and
-            # not yet claimed), and every run is being watched.
-            now = await owners()
-            return all(t > t0 for (t, _), (t0, _) in zip(now, at_kill, strict=True))
-
-        await _until("every run claimed again after the kill", all_claimed_again, 40, processes)
-        taken_over_in = time.monotonic() - killed_at
-        for run_id in runs:
-            await client.runs.submit_input(automation.id, run_id, "yes")
-
-        async def all_ended() -> bool:
-            return all(
-                e.get("kind") == "run" and e["status"] == RunStatus.FINISHED.value
-                for e in await last_entries()
+            victim_name = published_by.most_common(1)[0][0]
+            victim = workers[int(victim_name.rsplit(":", 1)[1])]
+            Processes.kill(victim)
+            killed_at = time.monotonic()
+            # Read after the kill: the dead worker's claims can no longer change.
+            victim_events = sum(
+                [
+                    f["worker"] == victim_name
+                    for run_id in runs
+                    for f in await _stream(arq_redis, run_id)
+                ]
             )
+            at_kill = await owners()
+            victim_runs = {
+                run_id for run_id, (_, w) in zip(runs, at_kill, strict=True) if w == victim_name
+            }
 
-        await _until("every run's stream ending FINISHED", all_ended, 40, processes)
-        finals = [await client.runs.get(automation.id, run_id) for run_id in runs]
-        streams = {run_id: await _stream(arq_redis, run_id) for run_id in runs}
+            async def all_claimed_again() -> bool:
+                # Each job claims its run as each segment starts: once every token has moved past
+                # its value at the kill, no run is held by the dead worker (nor picked by it and
+                # not yet claimed), and every run is being watched.
+                now = await owners()
+                return all(t > t0 for (t, _), (t0, _) in zip(now, at_kill, strict=True))
 
-        async def queue_empty() -> bool:
-            return await arq_redis.zcard("arq:queue") == 0
+            await _until("every run claimed again after the kill", all_claimed_again, 40, processes)
+            taken_over_in = time.monotonic() - killed_at
+            for run_id in runs:
+                await client.runs.submit_input(automation.id, run_id, "yes")
 
-        await _until("every job leaving the queue", queue_empty, 20, processes)
-        claims = sum(t for t, _ in await owners())
+            async def all_ended() -> bool:
+                return all(
+                    e.get("kind") == "run" and e["status"] == RunStatus.FINISHED.value
+                    for e in await last_entries()
+                )
+
+            await _until("every run's stream ending FINISHED", all_ended, 40, processes)
+            finals = [await client.runs.get(automation.id, run_id) for run_id in runs]
+            streams = {run_id: await _stream(arq_redis, run_id) for run_id in runs}
+            shown = await asyncio.wait_for(asyncio.gather(*readers), 20)
+
+            async def queue_empty() -> bool:
+                return await arq_redis.zcard("arq:queue") == 0
+
+            await _until("every job leaving the queue", queue_empty, 20, processes)
+            claims = sum(t for t, _ in await owners())
+        finally:
+            for reader in readers:
+                reader.cancel()
 
     lost = duplicated = 0
     for final in finals:
@@ -574,6 +649,7 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
         duplicated += sum(c - 1 for c in counts.values())
         lost += sum((collections.Counter(want) - counts).values())
         assert got == want, f"run {final.id}:\n got {got}\nwant {want}"
+    assert shown == [streams[run_id] for run_id in runs], "the reader showed every stream whole"
     events = sum(len(s) for s in streams.values())
     continued = {run_id for run_id in victim_runs if streams[run_id][-1]["worker"] != victim_name}
     print(
