@@ -14,7 +14,8 @@ then measures the lag for ``--seconds``. Every watch polls once a second
 changing, the busiest case. The baseline is the same worker following no run.
 Each N is measured ``--repeats`` times; the median p99 and the spread are
 printed, and the ramp stops at the first N whose median p99 passes 50 ms (or
-at ``--max-runs``, or when ``--budget`` seconds are spent).
+at ``--max-runs``, or when ``--budget`` seconds are spent); the middle of the
+last doubling is then measured too.
 
 Run it with ``python benchmarks/bench_workers.py [--seconds 5] [--repeats 3]``.
 Everything listens on 127.0.0.1. On a shared machine, the figures move with the
@@ -121,6 +122,9 @@ async def measure(example: ModuleType, automation_id: str, runs: int, seconds: f
         await asyncio.sleep(1.0)  # a full poll interval, so that every watch is in its cadence
         return await lag_p99(seconds)
     finally:
+        # Let a poll that is starting jobs finish before the worker is cancelled.
+        worker.allow_pick_jobs = False
+        await asyncio.sleep(2 * worker.poll_delay_s)
         await worker.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -152,10 +156,8 @@ async def ramp(args: argparse.Namespace, example: ModuleType) -> None:
         f"{0:>11}  {baseline * 1000:>13.1f} ms  "
         f"{min(base) * 1000:>6.1f}-{max(base) * 1000:<6.1f} ms  {1.0:>10.1f}"
     )
-    runs = args.start
-    sustained = 0
-    while runs <= args.max_runs:
-        figures = await repeated(runs)
+
+    def line(runs: int, figures: list[float]) -> None:
         p99 = statistics.median(figures)
         print(
             f"{runs:>11}  {p99 * 1000:>13.1f} ms  "
@@ -163,13 +165,26 @@ async def ramp(args: argparse.Namespace, example: ModuleType) -> None:
             f"{p99 / baseline:>10.1f}",
             flush=True,
         )
-        if p99 > LIMIT:
+
+    # Double N until the limit is passed, then try the middle of the last step once more.
+    runs, sustained, passed = args.start, 0, 0
+    while runs <= args.max_runs:
+        figures = await repeated(runs)
+        line(runs, figures)
+        if statistics.median(figures) > LIMIT:
+            passed = runs
             break
         sustained = runs
         if time.monotonic() - began > args.budget:
             print(f"(stopped: the {args.budget:g}s budget is spent)")
             break
         runs *= 2
+    if passed and sustained and time.monotonic() - began <= args.budget:
+        middle = (sustained + passed) // 2
+        figures = await repeated(middle)
+        line(middle, figures)
+        if statistics.median(figures) <= LIMIT:
+            sustained = middle
     print(
         f"job per run, polling each run every second: one worker process sustains "
         f"{sustained or 'fewer than ' + str(args.start)} runs with event-loop lag p99 <= "
