@@ -471,6 +471,32 @@ async def test_a_job_that_lost_its_claim_publishes_nothing(arq_redis: ArqRedis) 
 
 
 @pytest.mark.redis
+async def test_a_job_taken_over_mid_watch_stops_without_publishing(
+    arq_redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """follow_run stops, and says so, when another job claims its run while it watches."""
+    publish = arq_worker.publish
+
+    async def claimed_by_another_job_first(redis: Redis, token: str, *args: Any) -> bool:
+        await arq_worker.claim(redis, args[0].run_id)
+        return bool(await publish(redis, token, *args))
+
+    monkeypatch.setattr(arq_worker, "publish", claimed_by_another_job_first)
+    async with (
+        Emulator(token=TOKEN, step_duration=0.0, seed=8) as emu,
+        AutomationClient(TOKEN, base_url=emu.url) as client,
+    ):
+        automation = await client.automations.create(name="one", steps=[StepSpec("start", "START")])
+        run = await client.runs.create(automation.id)
+        ctx: dict[str, Any] = {"redis": arq_redis, "client": client, "job_id": "j", "job_try": 1}
+        said = await arq_worker.follow_run(ctx, str(automation.id), str(run.id))
+
+    assert said == f"run {run.id}: taken over by another job"
+    assert await _stream(arq_redis, run.id) == []
+    assert await arq_redis.hget(arq_worker.watch_key(run.id), "checkpoint") is None
+
+
+@pytest.mark.redis
 async def test_enqueueing_a_followed_run_again_does_nothing(arq_redis: ArqRedis) -> None:
     """One job per run: a second enqueue of the same run is refused while the first exists."""
     first = await arq_worker.enqueue_follow(arq_redis, "a", "r")
