@@ -9,13 +9,29 @@ a caller may pass in, so that every rule is testable without a server.
 
 It keeps no history: the last snapshot accepted, the last status emitted and
 delivered per step and for the run, and the timestamps of the stale guard.
+
+The stale guard (docs/watching.md says why, for users):
+
+1. A snapshot whose run is FINISHED or FAILED is always accepted, whole: a
+   lagging replica cannot show an end that has not happened, so whatever its
+   timestamps say, the end of a run is never missed.
+2. Otherwise a snapshot whose ``updated_at`` is older than the last accepted
+   one's (the *mark*) is stale and ignored.
+3. Within an accepted snapshot, a step (its latest visit) whose ``updated_at``
+   is older than that of the entry last taken for the same step is ignored:
+   that step keeps its status, the others move on. A step never goes backwards.
+4. No timestamp is believed beyond this machine's clock plus
+   :data:`MAX_CLOCK_AHEAD`: a later one (a server clock in 2099, an edited
+   checkpoint) counts as that limit. One bad clock thus blinds the guard for
+   at most ``MAX_CLOCK_AHEAD``, never for ever.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from . import _checkpoint
 from ._convert import fingerprint, parse
@@ -23,9 +39,16 @@ from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import Run, RunStatus, RunStep, RunSummary, StepStatus
 from .errors import ResponseValidationError
 
-__all__ = ["RunTracker"]
+__all__ = ["MAX_CLOCK_AHEAD", "RunTracker"]
 
 logger = logging.getLogger("automation_sdk")
+
+MAX_CLOCK_AHEAD: Final = timedelta(minutes=5)
+"""How far ahead of this machine's clock a server timestamp is believed (rule 4)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class RunTracker:
@@ -51,7 +74,9 @@ class RunTracker:
         "_fingerprint",
         "_run",
         "_run_id",
+        "_step_marks",
         "_updated_at",
+        "_warned",
     )
 
     def __init__(
@@ -62,6 +87,9 @@ class RunTracker:
         self._run: Run | None = None
         self._fingerprint: str | None = None
         self._updated_at: datetime | None = None
+        # Per step definition: the updated_at of the entry last taken (rule 3).
+        self._step_marks: dict[uuid.UUID, datetime] = {}
+        self._warned = False
         # Emitted: returned by accept(), maybe not handed out yet (what the next diff starts
         # from). Delivered: handed to the consumer (what a checkpoint records).
         self._emitted_run: RunStatus | None = None
@@ -148,7 +176,8 @@ class RunTracker:
             status: The answer's HTTP status, for error messages.
             method: The request's method, for error messages.
             url: The request's URL, for error messages.
-            observed_at: When the answer arrived (UTC); now when omitted.
+            observed_at: When the answer arrived (UTC), by this machine's
+                clock; now when omitted.
 
         Raises:
             ResponseValidationError: the body is not a run, or not this run.
@@ -170,36 +199,46 @@ class RunTracker:
                 status_code=status,
                 problems=("id: not the run that was asked for",),
             )
-        if self._updated_at is not None and run.updated_at < self._updated_at:
+        now = observed_at if observed_at is not None else _now()
+        limit = now + MAX_CLOCK_AHEAD
+        # A checkpoint's mark comes unchecked: clamp it once, for good, so that time catches up.
+        mark = self._updated_at
+        if mark is not None:
+            mark = self._updated_at = self._believed(mark, limit)
+        terminal = run.status.is_terminal
+        if not terminal and mark is not None and run.updated_at < mark:
             logger.debug(
                 "watch of run %s: ignored a stale snapshot (updated_at %s < %s)",
                 self._run_id,
                 run.updated_at.isoformat(),
-                self._updated_at.isoformat(),
+                mark.isoformat(),
             )
             return []
         self._run = run
-        self._updated_at = run.updated_at
+        self._updated_at = self._believed(run.updated_at, limit)
         self._fingerprint = fp
-        return self._diff(run, observed_at or datetime.now(UTC))
+        return self._diff(run, now, limit, terminal)
 
     def summary_changed(self, summary: RunSummary) -> bool:
         """Whether a run summary (status, ``updated_at``) says the run moved since the snapshot.
 
-        True when no snapshot was accepted yet, or when the summary is newer
-        than the last accepted snapshot by the stale guard's rules (and differs
-        from it); False when the run's end was already emitted, or when the
-        summary says nothing a detail fetch would find new. A summary cannot
-        show step changes: whether it moves with them is for the caller to know.
+        True when no snapshot was accepted yet, when the summary shows the
+        run's end (not emitted yet), or when it is not stale by the guard's
+        rules and differs from the last accepted snapshot; False when the end
+        was already emitted or the summary says nothing a detail fetch would
+        find new. A summary shows no step: whether its ``updated_at`` moves
+        with step changes is for the caller to know.
         """
         if self.ended:
             return False
         run = self._run
-        if run is None or self._updated_at is None:
+        mark = self._updated_at
+        if run is None or mark is None or summary.status.is_terminal:
             return True
-        if summary.updated_at < self._updated_at:
+        mark = self._believed(mark, _now() + MAX_CLOCK_AHEAD)
+        if summary.updated_at < mark:
             return False  # stale
-        return summary.updated_at != self._updated_at or summary.status != run.status
+        return summary.updated_at != run.updated_at or summary.status != run.status
 
     def deliver(self, event: WatchEvent) -> WatchEvent:
         """Record that ``event`` (from :meth:`accept`) was handed to the consumer; return it."""
@@ -211,11 +250,35 @@ class RunTracker:
                 self._done = True
         return event
 
-    def _diff(self, run: Run, observed_at: datetime) -> list[WatchEvent]:
+    def _believed(self, at: datetime, limit: datetime) -> datetime:
+        """``at``, or ``limit`` when ``at`` is later: a clock ahead of ours is not believed."""
+        if at <= limit:
+            return at
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "watch of run %s: the timestamp %s is more than %s ahead of this machine's "
+                "clock (a server clock or a checkpoint that is wrong?); it counts as %s, so "
+                "that stale snapshots are still recognised and the watch recovers",
+                self._run_id,
+                at.isoformat(),
+                MAX_CLOCK_AHEAD,
+                limit.isoformat(),
+            )
+        return limit
+
+    def _diff(
+        self, run: Run, observed_at: datetime, limit: datetime, terminal: bool
+    ) -> list[WatchEvent]:
         emitted = self._emitted_steps
+        marks = self._step_marks
         events: list[WatchEvent] = []
         for run_step in _latest_visits(run.steps):
             step = run_step.step
+            taken = marks.get(step.id)
+            if not terminal and taken is not None and run_step.updated_at < taken:
+                continue  # an older entry of this step than the one taken: it stands
+            marks[step.id] = self._believed(run_step.updated_at, limit)
             previous = emitted.get(step.id)
             if previous is None or previous != run_step.status:
                 emitted[step.id] = run_step.status
