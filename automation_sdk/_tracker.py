@@ -29,12 +29,13 @@ The stale guard (docs/watching.md says why, for users):
 from __future__ import annotations
 
 import logging
+import operator
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from . import _checkpoint
-from ._convert import fingerprint, parse
+from ._convert import RunSteps, StructureFailed, fingerprint, invalid_answer
 from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import Run, RunStatus, RunStep, RunSummary, StepStatus
 from .errors import ResponseValidationError
@@ -67,7 +68,6 @@ class RunTracker:
     __slots__ = (
         "_automation_id",
         "_delivered_run",
-        "_delivered_steps",
         "_done",
         "_emitted_run",
         "_emitted_steps",
@@ -75,6 +75,8 @@ class RunTracker:
         "_run",
         "_run_id",
         "_step_marks",
+        "_structurer",
+        "_undelivered",
         "_updated_at",
         "_warned",
     )
@@ -85,24 +87,25 @@ class RunTracker:
         self._automation_id = automation_id
         self._run_id = run_id
         self._run: Run | None = None
-        self._fingerprint: str | None = None
+        self._structurer = RunSteps()
+        self._fingerprint: int | None = None
         self._updated_at: datetime | None = None
         # Per step definition: the updated_at of the entry last taken (rule 3).
         self._step_marks: dict[uuid.UUID, datetime] = {}
         self._warned = False
         # Emitted: returned by accept(), maybe not handed out yet (what the next diff starts
-        # from). Delivered: handed to the consumer (what a checkpoint records).
+        # from). Delivered: handed to the consumer (what a checkpoint records): the emitted
+        # state with the events still undelivered undone, so that one dict serves both.
         self._emitted_run: RunStatus | None = None
         self._delivered_run: RunStatus | None = None
         self._emitted_steps: dict[uuid.UUID, StepStatus] = {}
-        self._delivered_steps: dict[uuid.UUID, StepStatus] = {}
+        self._undelivered: list[WatchEvent] = []
         self._done = False
         if resume_from is not None:
             cp = _checkpoint.load(resume_from, automation_id=automation_id, run_id=run_id)
             self._emitted_run = self._delivered_run = cp.run_status
             self._updated_at = cp.updated_at
             self._emitted_steps = dict(cp.steps)
-            self._delivered_steps = dict(cp.steps)
             # The final event was delivered before: nothing is left to say.
             self._done = cp.run_status is not None and cp.run_status.is_terminal
 
@@ -150,8 +153,18 @@ class RunTracker:
             run_id=self._run_id,
             run_status=self._delivered_run,
             updated_at=self._updated_at,
-            steps=self._delivered_steps,
+            steps=self._delivered_steps(),
         )
+
+    def _delivered_steps(self) -> dict[uuid.UUID, StepStatus]:
+        steps = dict(self._emitted_steps)
+        for event in reversed(self._undelivered):
+            if isinstance(event, StepTransition):
+                if event.previous is None:
+                    steps.pop(event.step_id, None)
+                else:
+                    steps[event.step_id] = event.previous
+        return steps
 
     # -- snapshots in, events out ------------------------------------------------------------
 
@@ -189,7 +202,10 @@ class RunTracker:
             # The same run, statuses and timestamps as the last accepted snapshot:
             # it cannot yield anything, so skip structuring it.
             return []
-        run = parse(data, Run, status=status, method=method, url=url)
+        try:
+            run = self._structurer.structure(data)
+        except StructureFailed as exc:
+            raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
         if run.id != self._run_id or run.automation_id != self._automation_id:
             raise ResponseValidationError(
                 f"{method} {url} answered with run {run.id} of automation {run.automation_id} "
@@ -214,10 +230,15 @@ class RunTracker:
                 mark.isoformat(),
             )
             return []
+        # Entries reused from the last snapshot taken were judged with it; a final
+        # snapshot is taken whole, so each of its entries is judged again.
+        before = self._run.steps if self._run is not None and not terminal else ()
         self._run = run
         self._updated_at = self._believed(run.updated_at, limit)
         self._fingerprint = fp
-        return self._diff(run, now, limit, terminal)
+        events = self._diff(run, before, now, limit, terminal)
+        self._undelivered += events
+        return events
 
     def summary_changed(self, summary: RunSummary) -> bool:
         """Whether a run summary (status, ``updated_at``) says the run moved since the snapshot.
@@ -242,9 +263,15 @@ class RunTracker:
 
     def deliver(self, event: WatchEvent) -> WatchEvent:
         """Record that ``event`` (from :meth:`accept`) was handed to the consumer; return it."""
-        if isinstance(event, StepTransition):
-            self._delivered_steps[event.step_id] = event.status
-        else:
+        undelivered = self._undelivered
+        if undelivered and undelivered[0] is event:
+            del undelivered[0]
+        else:  # delivered out of order: still exact
+            for i, waiting in enumerate(undelivered):
+                if waiting is event:
+                    del undelivered[i]
+                    break
+        if isinstance(event, RunTransition):
             self._delivered_run = event.status
             if event.status.is_terminal:
                 self._done = True
@@ -268,13 +295,25 @@ class RunTracker:
         return limit
 
     def _diff(
-        self, run: Run, observed_at: datetime, limit: datetime, terminal: bool
+        self,
+        run: Run,
+        before: tuple[RunStep, ...],
+        observed_at: datetime,
+        limit: datetime,
+        terminal: bool,
     ) -> list[WatchEvent]:
         emitted = self._emitted_steps
         marks = self._step_marks
         events: list[WatchEvent] = []
-        for run_step in _latest_visits(run.steps):
+        steps = run.steps
+        latest = _latest_visit_index(steps)
+        known = len(before)
+        for i, run_step in enumerate(steps):
+            if i < known and before[i] is run_step:
+                continue  # the very entry of the last snapshot taken: judged then
             step = run_step.step
+            if latest is not None and latest[step.id.int] != i:
+                continue  # a loop visited this step again later in the run
             taken = marks.get(step.id)
             if not terminal and taken is not None and run_step.updated_at < taken:
                 continue  # an older entry of this step than the one taken: it stands
@@ -312,11 +351,10 @@ class RunTracker:
         return f"<RunTracker run_id={self._run_id} status={status}>"
 
 
-def _latest_visits(steps: tuple[RunStep, ...]) -> tuple[RunStep, ...]:
-    """``steps`` with one entry per step definition: its latest visit, if a loop revisited it."""
-    if len(steps) < 2:
-        return steps
-    last = {s.step.id: i for i, s in enumerate(steps)}
-    if len(last) == len(steps):
-        return steps
-    return tuple(s for i, s in enumerate(steps) if last[s.step.id] == i)
+_definition_of: Final = operator.attrgetter("step.id.int")  # UUID's own hash is slow Python
+
+
+def _latest_visit_index(steps: tuple[RunStep, ...]) -> dict[int, int] | None:
+    """None when each step definition appears once, else definition -> index of its last visit."""
+    last = dict(zip(map(_definition_of, steps), range(len(steps)), strict=True))
+    return None if len(last) == len(steps) else last

@@ -35,7 +35,7 @@ from automation_sdk import (
     WaitTimeoutError,
     _tracker,
 )
-from automation_sdk._convert import fingerprint
+from automation_sdk._convert import RunSteps, fingerprint
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, run_step_json
 
@@ -401,13 +401,13 @@ async def test_identical_answers_skip_structuring(
 ) -> None:
     """An answer equal in ids, statuses and timestamps to the last one is not structured again."""
     parsed: list[object] = []
-    real_parse = _tracker.parse
+    real_structure = RunSteps.structure
 
-    def counting_parse(*args: Any, **kwargs: Any) -> Any:
-        parsed.append(args[0])
-        return real_parse(*args, **kwargs)
+    def counting_structure(self: RunSteps, data: object) -> Any:
+        parsed.append(data)
+        return real_structure(self, data)
 
-    monkeypatch.setattr(_tracker, "parse", counting_parse)
+    monkeypatch.setattr(RunSteps, "structure", counting_structure)
     same = snap("RUNNING", 1, draft="RUNNING")
     Script(mock, clock, same, same, same, snap("FINISHED", 2, draft="FINISHED"))
     assert len(await shown(client.runs.watch(AUTOMATION_ID, RUN_ID))) == 4
