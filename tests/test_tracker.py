@@ -189,3 +189,13 @@ def test_events_carry_the_time_they_were_observed() -> None:
     )
     assert [e.observed_at for e in events] == [seen, seen]
     assert isinstance(events[0], StepTransition)
+
+
+def test_summary_changed_does_not_believe_a_clock_far_ahead() -> None:
+    """After a snapshot from 2099, a summary later than now + MAX_CLOCK_AHEAD asks for a fetch."""
+    t = tracker()
+    take(t, snap("RUNNING", FAR, draft="RUNNING"), now=T0)
+    soon = T0 + MAX_CLOCK_AHEAD
+    assert not t.summary_changed(summary("RUNNING", 60), now=soon)
+    later = (MAX_CLOCK_AHEAD + timedelta(seconds=1)).total_seconds()
+    assert t.summary_changed(summary("RUNNING", later), now=soon)
