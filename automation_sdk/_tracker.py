@@ -107,6 +107,7 @@ class RunTracker:
             self._emitted_run = self._delivered_run = cp.run_status
             self._updated_at = cp.updated_at
             self._emitted_steps = dict(cp.steps)
+            self._step_marks = dict(cp.step_updated_at)
             # The final event was delivered before: nothing is left to say.
             self._done = cp.run_status is not None and cp.run_status.is_terminal
 
@@ -155,6 +156,7 @@ class RunTracker:
             run_status=self._delivered_run,
             updated_at=self._updated_at,
             steps=self._delivered_steps(),
+            step_updated_at=self._step_marks,
         )
 
     def _delivered_steps(self) -> dict[uuid.UUID, StepStatus]:
@@ -320,6 +322,8 @@ class RunTracker:
             if latest is not None and latest[step.id.int] != i:
                 continue  # a loop visited this step again later in the run
             taken = marks.get(step.id)
+            if taken is not None and taken > limit:  # from a checkpoint: clamped once (rule 4)
+                taken = marks[step.id] = self._believed(taken, limit)
             if not terminal and taken is not None and run_step.updated_at < taken:
                 continue  # an older entry of this step than the one taken: it stands
             marks[step.id] = self._believed(run_step.updated_at, limit)
