@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["AutomationClient"]
 
 _DEFAULT_RETRY = RetryPolicy()
+# The API does not paginate runs.list: an automation with a thousand runs of ten
+# steps, each with a few kB of LLM output, answers several MiB.
+_DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class AutomationClient:
@@ -47,10 +50,14 @@ class AutomationClient:
             ``Authorization``).
         clock: The clock every wait goes through (retry backoff, polling,
             deadlines); :class:`automation_sdk.testing.FakeClock` in tests.
+        max_response_bytes: The largest answer body the client reads, counted
+            after decompression (16 MiB by default). Reading stops as soon as
+            a body passes it, with :class:`~automation_sdk.errors.ResponseTooLargeError`,
+            so that no answer can fill memory.
 
     Raises:
         ConfigurationError: no token was given or found, or the base URL or
-            timeout is unusable.
+            timeout or ``max_response_bytes`` is unusable.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class AutomationClient:
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         token = token if token is not None else os.environ.get(_paths.ENV_TOKEN)
         if not token or not token.strip():
@@ -80,6 +88,7 @@ class AutomationClient:
             headers=headers,
             clock=clock or SystemClock(),
             user_agent=f"automation-sdk/{__version__}",
+            max_response_bytes=max_response_bytes,
         )
         self.automations = Automations(self._transport)
         """Create and read automations."""
