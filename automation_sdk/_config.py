@@ -32,6 +32,7 @@ __all__ = [
     "check_seconds",
     "headers",
     "instance",
+    "max_response_bytes",
     "org_id",
     "timeout",
     "token",
@@ -153,6 +154,11 @@ def headers(value: object) -> dict[str, str]:
 def timeout(value: object) -> float:
     """The per-request timeout: a finite number of seconds above zero."""
     return check_seconds(value, "timeout", positive=True)
+
+
+def max_response_bytes(value: object) -> int:
+    """The largest answer body the client reads: a whole number of bytes >= 1."""
+    return check_int(value, "max_response_bytes", minimum=1)
 
 
 def check_seconds(value: object, name: str, *, positive: bool = False) -> float:
