@@ -317,7 +317,10 @@ class Transport:
             deadline: A reading of the client's clock after which no try may
                 still be running and no wait may end; each try's timeout is
                 clipped to it. When no time is left, :class:`DeadlineExceeded`.
-            retry: Overrides the client's policy for this request.
+            retry: Overrides the client's policy for this request. Its
+                ``timeout`` budget, if any, bounds tries and waits like a
+                deadline, but ends with the last try's error, its message
+                saying how many tries ran in how long.
 
         Raises:
             APIStatusError: the server answered with an error status.
@@ -450,7 +453,8 @@ class Transport:
             if closed is not None:
                 raise closed from exc
             raise
-        # A try ends here, with an answer (a failed try ends in the except above).
+        # Every try, the first and each retry, ends here with an answer or in the except
+        # above with an error: the one place to observe a try's outcome.
         return response
 
     async def _once(
