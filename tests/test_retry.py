@@ -24,6 +24,7 @@ from automation_sdk import (
     Timeout,
     TransportError,
 )
+from automation_sdk._transport import DeadlineExceeded
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, wait_after
 
@@ -346,3 +347,39 @@ async def test_a_read_timeout_is_named_in_the_message(mock: aioresponses) -> Non
     sent = call.kwargs["timeout"]
     assert (sent.sock_connect, sent.sock_read, sent.total) == (2.0, 5.0, None)
     assert "received nothing for 5s (the read timeout)" in str(info.value)
+
+
+class LateClock(FakeClock):
+    """A clock whose sleeps end late, as a busy machine's do."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        self.advance(0.6)
+
+
+async def test_a_wait_that_ends_late_sends_no_try_past_the_budget(mock: aioresponses) -> None:
+    """A wait that overran the budget ends the call without another try."""
+    clock = LateClock()
+    policy = RetryPolicy(attempts=4, wait_initial=0.5, jitter=False, timeout=1.0)
+    mock.get(RUN_URL, status=503, repeat=True)
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=policy) as c:
+        with pytest.raises(ServerError) as info:
+            await c.runs.get(AUTOMATION_ID, RUN_ID)
+    assert count(mock, "GET", RUN_URL) == 1
+    assert str(info.value).endswith(
+        "Gave up after 1 try in 1.1s: the retry budget of 1s (RetryPolicy timeout) was used up."
+    )
+
+
+async def test_a_wait_that_ends_late_past_a_deadline_is_a_deadline(mock: aioresponses) -> None:
+    """Past the caller's deadline, the session layer says so, carrying the last failure."""
+    clock = LateClock()
+    policy = RetryPolicy(attempts=4, wait_initial=0.5, jitter=False)
+    mock.get(RUN_URL, status=503, repeat=True)
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=policy) as c:
+        with pytest.raises(DeadlineExceeded) as info:
+            await c._transport.request(
+                "GET", RUN_URL.removeprefix(BASE_URL), idempotent=True, deadline=1.0
+            )
+    assert isinstance(info.value.last, ServerError)
+    assert count(mock, "GET", RUN_URL) == 1
