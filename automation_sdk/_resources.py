@@ -79,7 +79,12 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(response, cls, method, path, self._transport.base_url)
+        try:
+            return parse(response, cls, method, path, self._transport.base_url)
+        except ResponseValidationError as exc:
+            # Its problems may quote a server value that echoes the token.
+            self._transport.scrub(exc)
+            raise
 
 
 class Automations(_Resource):
