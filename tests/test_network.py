@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
+from servers import serve
 
 from automation_sdk import (
     AutomationClient,
@@ -30,7 +31,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.targets: list[str] = []
-        self.url = ""
+        self.url = ""  # set once it serves
 
     async def handle(self, request: web.Request) -> web.Response:
         # raw_path is the request target as sent: absolute ("http://host/path") through a proxy.
@@ -38,34 +39,19 @@ class Recorder:
         return web.json_response(run_json())
 
 
-async def _serve(
-    recorder: Recorder, ssl_context: ssl.SSLContext | None = None
-) -> AsyncIterator[Recorder]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    recorder.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
-    try:
-        yield recorder
-    finally:
-        await runner.cleanup()
-
-
 @pytest.fixture
 async def proxy() -> AsyncIterator[Recorder]:
     """A server standing in for an HTTP proxy: it records the absolute URI it is asked for."""
-    async for recorder in _serve(Recorder()):
+    recorder = Recorder()
+    async with serve(recorder.handle) as recorder.url:
         yield recorder
 
 
 @pytest.fixture
 async def api() -> AsyncIterator[Recorder]:
     """A server standing in for the API, reached directly."""
-    async for recorder in _serve(Recorder()):
+    recorder = Recorder()
+    async with serve(recorder.handle) as recorder.url:
         yield recorder
 
 
@@ -145,7 +131,8 @@ async def tls_api(certificate: tuple[Path, Path]) -> AsyncIterator[Recorder]:
     """The API on https://127.0.0.1 with a certificate no system CA signed."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    async for recorder in _serve(Recorder(), context):
+    recorder = Recorder()
+    async with serve(recorder.handle, context) as recorder.url:
         yield recorder
 
 
@@ -207,8 +194,8 @@ async def test_a_timeout_value_reaches_each_try(mock: aioresponses) -> None:
         (lambda: Timeout(), "at least one of"),
         (lambda: Timeout(read=0), r"Timeout\.read must be a finite number of seconds > 0"),
         (lambda: Timeout(connect=float("inf")), r"Timeout\.connect"),
-        (lambda: Timeout(total="30"), r"Timeout\.total"),
-        (lambda: AutomationClient(TOKEN, base_url=BASE_URL, timeout="30"), "or a Timeout"),
+        (lambda: Timeout(total="30"), r"Timeout\.total"),  # type: ignore[arg-type]
+        (lambda: AutomationClient(TOKEN, base_url=BASE_URL, timeout="30"), "or a Timeout"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_timeouts_are_refused(make: object, match: str) -> None:
