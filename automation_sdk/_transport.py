@@ -104,7 +104,8 @@ class _Shared:
         """Open the owned session; with ``trust_env``, look up the proxy for ``base_url``.
 
         aiohttp's own ``trust_env=True`` reads the environment and ``~/.netrc``
-        on every request (400 µs each, more than the rest of a local request);
+        on every request (300-400 µs each, more than the rest of a local request:
+        benchmarks/bench_request_overhead.py);
         every request here goes to one host, so one lookup serves them all.
         """
         self.session = aiohttp.ClientSession()

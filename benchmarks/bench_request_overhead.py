@@ -9,7 +9,10 @@ measures, in the same run and against a local aiohttp server on 127.0.0.1:
 - ``request()``: the SDK's path today (one try, then retries only if needed);
 - ``old loop``: the previous path, rebuilt here around the same single try
   (``AsyncRetrying`` with closures for stop, wait, retry and before_sleep,
-  plus the try counting), so that the difference is the machinery alone.
+  plus the try counting), so that the difference is the machinery alone;
+- ``aiohttp trust_env=True``: a bare session that reads the proxy variables
+  and ``~/.netrc`` on every request, which is why the client's own session
+  looks the proxy up once instead (the client runs with ``trust_env=True``).
 
 The network makes those figures noisy on a busy machine, so it also times
 both paths with the send itself replaced by a coroutine that returns a ready
@@ -107,10 +110,13 @@ async def main(repeats: int, number: int) -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}"
-    results: dict[str, list[float]] = {k: [] for k in ("bare", "new", "old", "m_new", "m_old")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("bare", "new", "old", "env", "m_new", "m_old")
+    }
     try:
         async with (
             aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(trust_env=True) as env_session,
             AutomationClient("tok", base_url=base, retry=RetryPolicy()) as client,
         ):
             transport = client._transport
@@ -119,19 +125,26 @@ async def main(repeats: int, number: int) -> None:
                 async with session.get(base + PATH, headers={"Accept": "application/json"}) as r:
                     return await r.read()
 
+            async def bare_env() -> object:
+                async with env_session.get(
+                    base + PATH, headers={"Accept": "application/json"}
+                ) as r:
+                    return await r.read()
+
             async def new() -> object:
                 return await transport.request("GET", PATH, idempotent=True)
 
             async def old() -> object:
                 return await old_request(transport, "GET", PATH)
 
-            for fn in (bare, new, old):  # warm up connections and caches
+            for fn in (bare, bare_env, new, old):  # warm up connections and caches
                 await timed(fn, 200)
             for _ in range(repeats):
                 # Interleaved, so that a slow moment of the machine hits all alike.
                 results["bare"].append(await timed(bare, number))
                 results["new"].append(await timed(new, number))
                 results["old"].append(await timed(old, number))
+                results["env"].append(await timed(bare_env, number))
 
             ready = Response(status=200, headers={}, data={}, retry_after=None)
 
@@ -149,6 +162,7 @@ async def main(repeats: int, number: int) -> None:
     show("bare aiohttp", results["bare"])
     show("request() (first try alone)", results["new"], results["bare"])
     show("old loop (AsyncRetrying each time)", results["old"], results["bare"])
+    show("aiohttp trust_env=True", results["env"], results["bare"])
     saved = [o - n for o, n in zip(results["old"], results["new"], strict=True)]
     print(
         f"saved per request: {statistics.median(saved) * 1e6:.1f} µs "
