@@ -45,6 +45,7 @@ def build(
         tries=tries,
         policy=policy,
         idempotent=method != "POST",
+        redact=str,
     )
     return str(exc)
 
