@@ -2,7 +2,7 @@
 
 Each method checks its arguments, sends one request through the session layer
 and turns the answer into a model; the poller (``runs.watch`` / ``runs.wait``)
-lives in :mod:`automation_sdk._poller`.
+lives in :mod:`automation_sdk._poller`, structuring in :mod:`automation_sdk._convert`.
 """
 
 from __future__ import annotations
@@ -12,37 +12,34 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from . import _paths
-from ._convert import StructureFailed, structure
+from ._convert import parse
 from ._ids import to_uuid
+from ._jsonable import to_json
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
+from ._poller import RunWatch, wait
 from .errors import InvalidArgumentError, ResponseValidationError
 
 if TYPE_CHECKING:
-    from ._poller import RunWatch
-    from ._transport import Response, Transport
+    from ._transport import Transport
 
 __all__ = ["Automations", "Runs"]
 
 T = TypeVar("T")
 
 
-def parse(response: Response, cls: type[T], method: str, path: str, base_url: str) -> T:
-    """Structure ``response.data`` as ``cls`` or raise :class:`ResponseValidationError`."""
-    try:
-        return structure(response.data, cls)
-    except StructureFailed as exc:
-        url = base_url + path
-        shown = "; ".join(exc.problems[:5])
-        more = f" (and {len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
-        raise ResponseValidationError(
-            f"{method} {url} answered {response.status} with a body that does not match "
-            f"{cls.__name__ if isinstance(cls, type) else 'the expected shape'}: {shown}{more}. "
-            "The server may be newer or older than this SDK; upgrade the SDK or report it",
-            method=method,
-            url=url,
-            status_code=response.status,
-            problems=exc.problems,
-        ) from exc
+def _check_specs(items: object, cls: type, name: str, example: str) -> None:
+    """Refuse ``items`` unless it is a sequence of ``cls`` (a string is a sequence too)."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes | bytearray):
+        raise InvalidArgumentError(
+            f"automations.create: {name} must be a list of {cls.__name__}, such as "
+            f"[{example}], got {type(items).__name__}"
+        )
+    for index, item in enumerate(items):
+        if not isinstance(item, cls):
+            raise InvalidArgumentError(
+                f"automations.create: {name}[{index}] must be a {cls.__name__}, such as "
+                f"{example}, got {type(item).__name__}"
+            )
 
 
 class _Resource:
@@ -64,7 +61,13 @@ class _Resource:
             method, path, json_body=json_body, idempotent=idempotent
         )
         try:
-            return parse(response, cls, method, path, self._transport.base_url)
+            return parse(
+                response.data,
+                cls,
+                status=response.status,
+                method=method,
+                url=self._transport.base_url + path,
+            )
         except ResponseValidationError as exc:
             # Its problems may quote a server value that echoes the token.
             self._transport.scrub(exc)
@@ -97,9 +100,22 @@ class Automations(_Resource):
             The created automation (its ``runs`` is empty).
 
         Raises:
-            InvalidArgumentError: a duplicate step name or id, or an edge naming
-                no step of ``steps``; nothing was sent.
+            InvalidArgumentError: a name that is not a string, ``steps`` or
+                ``transitions`` that is not a list of :class:`StepSpec` or
+                :class:`EdgeSpec`, a duplicate step name or id, or an edge
+                naming no step of ``steps``; nothing was sent.
         """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgumentError(
+                f"automations.create: name must be a non-empty string, got {name!r}"[:200]
+            )
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentError(
+                "automations.create: description must be a string, "
+                f"got {type(description).__name__}"
+            )
+        _check_specs(steps, StepSpec, "steps", 'StepSpec("start", "START")')
+        _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
         if not steps:
             raise InvalidArgumentError("an automation needs at least one step (a START step)")
         by_name: dict[str, uuid.UUID] = {}
@@ -137,9 +153,12 @@ class Automations(_Resource):
                         "id": str(spec.id),
                         "name": spec.name,
                         "step_type": str(StepType(spec.step_type).value),
-                        "prompt_template": dict(spec.prompt_template),
+                        # Checked again: the spec's mapping may have changed since it was built.
+                        "prompt_template": to_json(
+                            spec.prompt_template, f"steps[{index}].prompt_template"
+                        ),
                     }
-                    for spec in steps
+                    for index, spec in enumerate(steps)
                 ],
                 "step_transitions": [
                     {
@@ -181,13 +200,27 @@ class Runs(_Resource):
 
         Returns:
             The new run (usually NEW).
+
+        Raises:
+            InvalidArgumentError: ``inputs`` is not a mapping, or holds a value
+                JSON cannot carry (NaN, a set, bytes, a datetime, a Decimal, a
+                key that is not a string, a cycle, more than 128 levels of
+                nesting, ...); the message names its path, e.g.
+                ``inputs.a[2]: NaN cannot be sent as JSON``. Nothing was sent.
         """
         aid = to_uuid(automation_id, "automation_id")
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            raise InvalidArgumentError(
+                "inputs must be a mapping of names to JSON values, such as "
+                f"{{'ticket': 'T-1'}}, got {type(inputs).__name__}; nothing was sent"
+            )
         return await self._call(
             "POST",
             _paths.runs(aid),
             Run,
-            json_body={"inputs": dict(inputs or {})},
+            json_body={"inputs": to_json(inputs, "inputs")},
             idempotent=False,
         )
 
@@ -228,7 +261,7 @@ class Runs(_Resource):
             "POST",
             _paths.run_user_input(aid, rid),
             Run,
-            json_body={"user_input": user_input},
+            json_body={"user_input": to_json(user_input, "user_input")},
             idempotent=False,
         )
 
@@ -279,8 +312,6 @@ class Runs(_Resource):
                 a checkpoint of this run or of a known version (raised here, at
                 once); errors of the polls themselves come from the iteration.
         """
-        from ._poller import RunWatch
-
         return RunWatch(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -325,8 +356,6 @@ class Runs(_Resource):
             WaitTimeoutError: the timeout passed first (``.run``, ``.checkpoint``).
             AutomationError: a poll failed for good (401, 404, retries exhausted).
         """
-        from ._poller import wait
-
         return await wait(
             self._transport,
             to_uuid(automation_id, "automation_id"),
