@@ -390,6 +390,37 @@ async def test_a_redirect_loop_is_a_transport_error(clock: FakeClock) -> None:
     assert hops <= 4 * 4  # at most 4 hops per try, 4 tries
 
 
+WIRE_FAULTS = {
+    "corrupt gzip": (b"\x1f\x8b\x08\x00garbage" * 10, {"Content-Encoding": "gzip"}),
+    "plain body declared gzip": (b'{"id": 1}', {"Content-Encoding": "gzip"}),
+    "corrupt deflate": (b"xx" * 100, {"Content-Encoding": "deflate"}),
+    "gzip cut short": (
+        gzip.compress(json.dumps(run_json()).encode())[:40],
+        {"Content-Encoding": "gzip"},
+    ),
+    "shorter than its Content-Length": (b'{"id": 1}', {"Content-Length": "100"}),
+}
+
+
+@pytest.mark.parametrize("fault", list(WIRE_FAULTS))
+async def test_a_body_broken_on_the_wire_is_a_typed_error(clock: FakeClock, fault: str) -> None:
+    """A body that cannot be decompressed or is shorter than announced is a typed error."""
+    body, headers = WIRE_FAULTS[fault]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={**headers, "Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(body)
+        if "Content-Length" in headers:
+            assert request.transport is not None
+            request.transport.close()  # hang up before the announced length
+        return resp
+
+    async with serve(handler) as url, _limited(url, clock) as client:
+        with pytest.raises((TransportError, ResponseValidationError)):
+            await client.runs.get(AUTOMATION_ID, RUN_ID)
+
+
 async def test_retries_off_keep_a_hostile_answer_to_one_request(mock: aioresponses) -> None:
     """With retries off, a hostile answer costs one request and still a typed error."""
     mock.get(RUN_URL, status=200, body=DEEP_ARRAY, repeat=True)
