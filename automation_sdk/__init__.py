@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._client import AutomationClient
     from ._clock import Clock, SystemClock
+    from ._config import Timeout
     from ._events import RunTransition, StepTransition
     from ._models import (
         Automation,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         PermissionDeniedError,
         RateLimitError,
         RequestTimeoutError,
+        ResponseTooLargeError,
         ResponseValidationError,
         RunFailedError,
         ServerError,
@@ -83,6 +85,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
     "Run",
@@ -101,6 +104,7 @@ __all__ = [
     "StepTransition",
     "StepType",
     "SystemClock",
+    "Timeout",
     "TransportError",
     "UnprocessableEntityError",
     "ValidationDetail",
@@ -133,6 +137,7 @@ _EXPORTS: dict[str, str] = {
     "PermissionDeniedError": ".errors",
     "RateLimitError": ".errors",
     "RequestTimeoutError": ".errors",
+    "ResponseTooLargeError": ".errors",
     "ResponseValidationError": ".errors",
     "RetryPolicy": "._retry",
     "Run": "._models",
@@ -151,6 +156,7 @@ _EXPORTS: dict[str, str] = {
     "StepTransition": "._events",
     "StepType": "._models",
     "SystemClock": "._clock",
+    "Timeout": "._config",
     "TransportError": ".errors",
     "UnprocessableEntityError": ".errors",
     "ValidationDetail": ".errors",

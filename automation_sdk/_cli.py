@@ -121,6 +121,12 @@ def _connection(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help=f"tries per request, the first included; 1 turns retries off (default: {RETRIES})",
     )
     group.add_argument(
+        "--no-proxy-env",
+        action="store_true",
+        default=default(False),
+        help="ignore $HTTP_PROXY, $HTTPS_PROXY and $NO_PROXY (default: follow them)",
+    )
+    group.add_argument(
         "--json",
         action="store_true",
         default=default(False),
@@ -495,6 +501,7 @@ def _client(args: argparse.Namespace) -> AutomationClient:
         org_id=args.org_id,
         timeout=args.request_timeout,
         retry=RetryPolicy(attempts=args.retries),
+        trust_env=not args.no_proxy_env,
     )
 
 
