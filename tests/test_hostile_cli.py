@@ -246,7 +246,7 @@ def test_a_checkpoint_write_failing_mid_watch_is_one_line(
 
 # -- hostile servers: exit 3, or valid output -------------------------------------------------
 
-DEEP_BODY = "[" * 10_000 + "]" * 10_000  # 20 KB: aioresponses feeds at most 64 KB
+DEEP_BODY = "[" * 20_000 + "]" * 20_000  # 40 KB: past 3.13's decoder too; aioresponses feeds 64 KB
 
 HOSTILE_ANSWERS = {
     "runs get, 200": (GET, 200),
@@ -268,7 +268,7 @@ def test_a_deeply_nested_answer_is_an_api_error(
     argv: tuple[str, ...],
     status: int,
 ) -> None:
-    """JSON nested 10k deep from the server exits 3 with one line, never RecursionError."""
+    """JSON nested 20k deep from the server exits 3 with one line, never RecursionError."""
     mock.get(ANY_URL, status=status, body=DEEP_BODY, content_type="application/json", repeat=True)
     code, out, err = cli(capsys, *argv)
     assert_one_line(err, code, 3)
