@@ -11,7 +11,8 @@ Start runs of automations, read them, and watch them to the end::
 
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
-from ._events import RunTransition, StepTransition
+from ._convert import event_from_dict, event_from_json
+from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import (
     Automation,
     AutomationVersion,
@@ -47,6 +48,7 @@ from .errors import (
     ResponseValidationError,
     RunFailedError,
     ServerError,
+    StepNotFoundError,
     TransportError,
     UnprocessableEntityError,
     ValidationDetail,
@@ -86,6 +88,7 @@ __all__ = [
     "ServerError",
     "Step",
     "StepEdge",
+    "StepNotFoundError",
     "StepSpec",
     "StepStatus",
     "StepTransition",
@@ -95,5 +98,8 @@ __all__ = [
     "UnprocessableEntityError",
     "ValidationDetail",
     "WaitTimeoutError",
+    "WatchEvent",
     "__version__",
+    "event_from_dict",
+    "event_from_json",
 ]

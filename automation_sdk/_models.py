@@ -11,7 +11,7 @@ import enum
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 from attrs import field, frozen
 
@@ -36,6 +36,58 @@ JSONValue: TypeAlias = (
     "| list[JSONValue] | None"
 )
 """Any value JSON can carry (objects as mappings, arrays as tuples or lists)."""
+
+
+class _JSONModel:
+    """What every model and event shares: conversion to and from plain JSON.
+
+    ``to_dict()`` gives the shape the API uses (ids and timestamps as strings,
+    enums as their wire value, ``Automation.runs`` as ``"sessions"``) and
+    ``from_dict()`` reads it back through the same converter that reads the
+    API's answers, so that ``Model.from_dict(m.to_dict()) == m`` for every
+    model. A naive ``datetime`` is written without an offset and read back as
+    UTC, the API's only zone.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """Return the object as JSON-ready data: dicts, lists, strings, numbers, bools, None."""
+        from ._convert import to_dict
+
+        return to_dict(self)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Return :meth:`to_dict` as a JSON string (non-ASCII characters kept as they are)."""
+        import json
+
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Self:
+        """Build the object from :meth:`to_dict`'s shape (or the API's own JSON).
+
+        Unknown keys are ignored and unknown enum values become ``UNKNOWN``
+        members, as in an API answer.
+
+        Raises:
+            InvalidArgumentError: ``data`` does not have this shape; the message
+                names each bad field by its path (``steps[0].status: ...``).
+        """
+        from ._convert import from_dict
+
+        return from_dict(data, cls)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Build the object from :meth:`to_json`'s output.
+
+        Raises:
+            InvalidArgumentError: ``text`` is not JSON, or not this shape.
+        """
+        from ._convert import from_json
+
+        return from_json(text, cls)
 
 
 class _OpenEnum(str, enum.Enum):  # noqa: UP042 - StrEnum's own __new__ breaks _missing_
@@ -127,7 +179,7 @@ _TERMINAL_STEP = frozenset({StepStatus.FINISHED, StepStatus.FAILED})
 
 
 @frozen(kw_only=True)
-class Step:
+class Step(_JSONModel):
     """A step of an automation's graph (its definition, shared by every run)."""
 
     id: uuid.UUID
@@ -145,7 +197,7 @@ class Step:
 
 
 @frozen(kw_only=True)
-class StepEdge:
+class StepEdge(_JSONModel):
     """An edge of an automation's graph: from one step to the next."""
 
     id: uuid.UUID | None = None
@@ -159,7 +211,7 @@ class StepEdge:
 
 
 @frozen(kw_only=True)
-class AutomationVersion:
+class AutomationVersion(_JSONModel):
     """A version of an automation: its steps and the edges between them."""
 
     id: uuid.UUID
@@ -177,7 +229,7 @@ class AutomationVersion:
 
 
 @frozen(kw_only=True)
-class RunSummary:
+class RunSummary(_JSONModel):
     """A run as listed inside an :class:`Automation`: no steps, cheap to read."""
 
     id: uuid.UUID
@@ -197,7 +249,7 @@ class RunSummary:
 
 
 @frozen(kw_only=True)
-class Automation:
+class Automation(_JSONModel):
     """An automation: a named graph of steps that runs execute."""
 
     id: uuid.UUID
@@ -219,7 +271,7 @@ class Automation:
 
 
 @frozen(kw_only=True)
-class RunStep:
+class RunStep(_JSONModel):
     """One step as reached by a run: its status, rendered prompt, result or error."""
 
     id: uuid.UUID
@@ -243,7 +295,7 @@ class RunStep:
 
 
 @frozen(kw_only=True)
-class Run:
+class Run(_JSONModel):
     """A run (the API's *automation session*): one execution of an automation."""
 
     id: uuid.UUID
@@ -267,8 +319,32 @@ class Run:
     current_step: RunStep | None = None
     """The step in progress; when waiting for input, its prompt is the question."""
 
-    def step(self, name: str) -> RunStep | None:
-        """Return the run's step whose definition is named ``name``, or None."""
+    def step(self, name: str) -> RunStep:
+        """Return the run's step whose definition is named ``name``.
+
+        The run knows only the steps it has reached: a step further down the
+        graph is not there yet. Use :meth:`find_step` to get None instead.
+
+        Raises:
+            StepNotFoundError: no step of that name in ``steps`` (a ``KeyError``
+                too); the message lists the steps the run has reached.
+        """
+        found = self.find_step(name)
+        if found is None:
+            from .errors import StepNotFoundError
+
+            known = ", ".join(repr(s.step.name) for s in self.steps) or "none yet"
+            raise StepNotFoundError(
+                f"run {self.id} ({self.status.value}) has no step named {name!r} "
+                f"(steps reached: {known}); a step appears once the run reaches it: "
+                "check the name, or use run.find_step(name) to get None",
+                name=name,
+                known=tuple(s.step.name for s in self.steps),
+            )
+        return found
+
+    def find_step(self, name: str) -> RunStep | None:
+        """Return the run's step whose definition is named ``name``, or None if not reached."""
         for run_step in self.steps:
             if run_step.step.name == name:
                 return run_step
@@ -286,7 +362,7 @@ def _spec_id(value: uuid.UUID | str | None) -> uuid.UUID:
 
 
 @frozen
-class StepSpec:
+class StepSpec(_JSONModel):
     """A step to create with :meth:`~automation_sdk.Automations.create`.
 
     Args:
@@ -304,7 +380,7 @@ class StepSpec:
 
 
 @frozen
-class EdgeSpec:
+class EdgeSpec(_JSONModel):
     """An edge to create: ``source`` and ``target`` name a :class:`StepSpec` by name or id."""
 
     source: str | uuid.UUID

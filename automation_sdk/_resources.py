@@ -8,6 +8,7 @@ lives in :mod:`automation_sdk._poller`.
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -77,7 +78,8 @@ class Automations(_Resource):
         name: str,
         description: str = "",
         steps: Sequence[StepSpec],
-        transitions: Sequence[EdgeSpec] = (),
+        edges: Sequence[EdgeSpec] = (),
+        transitions: Sequence[EdgeSpec] | None = None,
     ) -> Automation:
         """Create an automation from steps and the edges between them.
 
@@ -85,16 +87,32 @@ class Automations(_Resource):
             name: The automation's name.
             description: A free description.
             steps: The steps; each gets its ``id`` sent so that edges can name it.
-            transitions: The edges; ``source`` and ``target`` name a step of
+            edges: The edges; ``source`` and ``target`` name a step of
                 ``steps`` by name or by id.
+            transitions: The former name of ``edges``, kept for one release:
+                it warns with ``DeprecationWarning``.
 
         Returns:
             The created automation (its ``runs`` is empty).
 
         Raises:
-            InvalidArgumentError: a duplicate step name or id, or an edge naming
-                no step of ``steps``; nothing was sent.
+            InvalidArgumentError: a duplicate step name or id, an edge naming
+                no step of ``steps``, or both ``edges`` and ``transitions``;
+                nothing was sent.
         """
+        if transitions is not None:
+            if edges:
+                raise InvalidArgumentError(
+                    "automations.create() got both edges= and transitions=; "
+                    "pass edges= only (transitions= is its deprecated name)"
+                )
+            warnings.warn(
+                "automations.create(transitions=...) is deprecated and will be removed in the "
+                "next release; pass edges=... (the same list of EdgeSpec)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            edges = transitions
         if not steps:
             raise InvalidArgumentError("an automation needs at least one step (a START step)")
         by_name: dict[str, uuid.UUID] = {}
@@ -142,7 +160,7 @@ class Automations(_Resource):
                         "target_step_id": str(resolve(edge.target, "target", edge)),
                         "label": edge.label,
                     }
-                    for edge in transitions
+                    for edge in edges
                 ],
             },
         }

@@ -6,6 +6,7 @@
     ├── ConfigurationError          (also ValueError)   no token, a bad base URL
     ├── InvalidArgumentError        (also ValueError)   bad id, edge to no step, bad checkpoint
     ├── ClientClosedError           (also RuntimeError) a call on a closed client
+    ├── StepNotFoundError           (also KeyError)     run.step(name) of a step not reached
     ├── APIStatusError                                   the server answered 4xx/5xx
     │   ├── BadRequestError                400
     │   ├── AuthenticationError            401
@@ -53,6 +54,7 @@ __all__ = [
     "ResponseValidationError",
     "RunFailedError",
     "ServerError",
+    "StepNotFoundError",
     "TransportError",
     "UnprocessableEntityError",
     "ValidationDetail",
@@ -89,6 +91,22 @@ class InvalidArgumentError(AutomationError, ValueError):
 
 class ClientClosedError(AutomationError, RuntimeError):
     """A request was made on a client that was already closed."""
+
+
+class StepNotFoundError(AutomationError, KeyError):
+    """:meth:`Run.step() <automation_sdk.Run.step>` named a step the run has not reached.
+
+    Also a ``KeyError``, like a missing key of a mapping.
+
+    Attributes:
+        name: The name asked for.
+        known: The names of the steps the run has reached, in its order.
+    """
+
+    def __init__(self, message: str, *, name: str, known: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.known = known
 
 
 class _RequestError(AutomationError):
