@@ -4,7 +4,8 @@
 
     AutomationError
     ├── ConfigurationError          (also ValueError)   no token, a bad base URL
-    ├── InvalidArgumentError        (also ValueError)   bad id, edge to no step, bad checkpoint
+    ├── InvalidArgumentError        (also ValueError)   bad id, edge to no step, bad checkpoint,
+    │                                                    a bad dict for Model.from_dict()
     ├── ClientClosedError           (also RuntimeError) a call on a closed client
     ├── StepNotFoundError           (also KeyError)     run.step(name) of a step not reached
     ├── APIStatusError                                   the server answered 4xx/5xx
