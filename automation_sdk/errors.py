@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 from attrs import frozen
 
+from ._models import _JSONModel
+
 if TYPE_CHECKING:
     from ._models import Run
 
@@ -120,7 +122,7 @@ class _RequestError(AutomationError):
 
 
 @frozen(kw_only=True)
-class ValidationDetail:
+class ValidationDetail(_JSONModel):
     """One entry of a 422 answer's ``detail`` list (FastAPI's shape)."""
 
     loc: tuple[str | int, ...]

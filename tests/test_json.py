@@ -28,6 +28,7 @@ from automation_sdk import (
     StepStatus,
     StepTransition,
     StepType,
+    ValidationDetail,
     event_from_dict,
     event_from_json,
 )
@@ -167,6 +168,13 @@ run_transitions = st.builds(
     observed_at=aware,
 )
 
+validation_details = st.builds(
+    ValidationDetail,
+    loc=st.lists(text | st.integers(), max_size=3).map(tuple),
+    msg=text,
+    type=text,
+)
+
 MODELS = [
     (Step, steps),
     (StepEdge, step_edges),
@@ -179,6 +187,7 @@ MODELS = [
     (EdgeSpec, edge_specs),
     (StepTransition, step_transitions),
     (RunTransition, run_transitions),
+    (ValidationDetail, validation_details),
 ]
 
 
