@@ -208,7 +208,7 @@ def assert_plain_json(value: object) -> None:
 
 
 @pytest.mark.parametrize(("cls", "strategy"), MODELS, ids=[cls.__name__ for cls, _ in MODELS])
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(data=st.data())
 def test_every_model_and_event_comes_back_equal(cls: Any, strategy: Any, data: Any) -> None:
     """from_dict(to_dict()) and from_json(to_json()) give back an equal object, for every model."""
