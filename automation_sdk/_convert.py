@@ -5,6 +5,11 @@ an int) and lenient about the unknown: extra fields are ignored and unknown
 enum values become ``UNKNOWN`` members. A failure becomes a list of readable
 problems, each naming the field path (``steps[2].step.id: ...``), which the
 session layer wraps in :class:`~automation_sdk.errors.ResponseValidationError`.
+
+The same converter backs the models' public ``to_dict()`` / ``from_dict()``
+(:func:`to_dict`, :func:`from_dict`): what it writes is the API's shape, and
+what it reads back is checked as strictly as an answer, a bad shape becoming
+an :class:`~automation_sdk.errors.InvalidArgumentError` since the caller gave it.
 """
 
 from __future__ import annotations
@@ -136,11 +141,11 @@ def _json_ready(value: object) -> Any:
 
 
 # The "type" of each event in its JSON form, as OpenAI's and Anthropic's stream events have it.
-EVENT_TYPES: dict[type, str] = {
+_EVENT_TYPES: dict[type, str] = {
     StepTransition: "step_transition",
     RunTransition: "run_transition",
 }
-_EVENT_CLASSES = {name: cls for cls, name in EVENT_TYPES.items()}
+_EVENT_CLASSES = {name: cls for cls, name in _EVENT_TYPES.items()}
 
 
 def _step_or_edge_ref(value: object, _: type) -> str | uuid.UUID:
@@ -176,7 +181,7 @@ def _make() -> cattrs.Converter:
     conv.register_structure_hook_func(
         lambda t: t == StepType | str, _structure_open_enum_as(StepType)
     )
-    for event_cls, name in EVENT_TYPES.items():
+    for event_cls, name in _EVENT_TYPES.items():
         conv.register_unstructure_hook(
             event_cls, _tagged(make_dict_unstructure_fn(event_cls, conv), name)
         )
@@ -267,6 +272,8 @@ def to_dict(obj: object) -> dict[str, JSONValue]:
 
 
 def _invalid(what: str, problems: tuple[str, ...] | list[str]) -> InvalidArgumentError:
+    # The problems are worded for an API answer; here the caller handed the object over.
+    problems = [p.replace("(the whole answer)", "(the whole object)") for p in problems]
     shown = "; ".join(problems[:5])
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     return InvalidArgumentError(

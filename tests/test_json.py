@@ -329,8 +329,11 @@ def test_from_json_refuses_what_is_not_a_json_object(text: Any, expected: str) -
 
 def test_an_event_of_the_other_type_is_refused() -> None:
     """StepTransition.from_dict of a run_transition says which type it expected."""
-    with pytest.raises(InvalidArgumentError, match="expected an event of type 'step_transition'"):
+    with pytest.raises(InvalidArgumentError) as caught:
         StepTransition.from_dict({"type": "run_transition"})
+    assert "(the whole object): expected an event of type 'step_transition', got type" in str(
+        caught.value
+    )
 
 
 @pytest.mark.parametrize(
