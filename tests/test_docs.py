@@ -7,23 +7,24 @@ How each fenced block is run:
   the test's loop serves the emulator; ``AUTOMATION_API_TOKEN`` and
   ``AUTOMATION_BASE_URL`` point at that emulator, and nothing in the block is
   rewritten. A block that defines ``test_`` functions is a pytest module: it is
-  run by pytest in a subprocess, with warnings as errors.
+  run by ``pytest.main()`` in this process, with warnings as errors. Every
+  Python block must also pass ``mypy --strict``, as a user's copy would.
 - ``bash`` (in docs/ only; README's are the install and CI commands, which CI
   itself runs): run by ``bash -euo pipefail`` in a temporary directory, with
   the same environment and this interpreter's scripts first on ``PATH``. The
   ``automation-sdk`` it finds first is a small shim that has this process run
-  ``automation_sdk._cli.main(argv)`` in-process, with the shim's own stdin,
-  stdout, stderr, working directory and environment: a fresh interpreter per
-  command cost about 0.3 s each. The console script itself is tested in
-  tests/test_cli.py and tests/test_package.py.
-
-Time is virtual: the emulator, every client and every emulator the blocks
-make (the CLI's ``demo`` too) share one :class:`FakeClock`, so a poll interval,
-a backoff or a ``timeout=2`` costs no real time. Blocks never read the clock
-and run one at a time, which is what a FakeClock needs.
+  ``automation_sdk._cli.main(argv)``, with the shim's stdin, working directory
+  and environment, and hands back its output and exit code: a fresh
+  interpreter per command cost about 0.3 s. The console script itself is
+  tested in tests/test_cli.py and tests/test_package.py.
 - a block right after an ``<!-- not-run: reason -->`` comment is reported as
   skipped, with the reason; other languages (``console``, ``json``, ``text``)
   are output or data, not code.
+
+Time is virtual: the emulator, and every client and emulator the blocks make
+without a ``clock=`` (the CLI's ``demo`` too), share one :class:`FakeClock`, so
+a poll interval, a backoff or a ``timeout=2`` costs no real time. Blocks run
+one at a time, which is what a FakeClock needs.
 
 The emulator accepts the token ``"..."``: README's example passes that
 placeholder explicitly, and it overrides the environment variable.
