@@ -239,7 +239,10 @@ def _problem(line: str) -> str:
 
 
 def _format(exc: BaseException, type_: type | None) -> str:
-    # Our hooks' own messages say what was expected and what came; keep them.
+    # Our hooks' own messages say what was expected and what came, and so do the
+    # specs' validators (an InvalidArgumentError from StepSpec(...)): keep them.
+    if isinstance(exc, InvalidArgumentError):
+        return str(exc)
     if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected "):
         return str(exc)
     return format_exception(exc, type_)

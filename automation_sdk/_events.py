@@ -18,7 +18,8 @@ from typing import TypeAlias
 
 from attrs import frozen
 
-from ._models import Run, RunStatus, RunStep, StepStatus, StepType, _JSONModel
+from ._json_model import _JSONModel
+from ._models import Run, RunStatus, RunStep, StepStatus, StepType
 
 __all__ = ["RunTransition", "StepTransition", "WatchEvent"]
 

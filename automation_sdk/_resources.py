@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from . import _paths
 from ._convert import StructureFailed, structure
 from ._ids import to_uuid
+from ._jsonable import to_json
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
 from .errors import InvalidArgumentError, ResponseValidationError
 
@@ -44,6 +45,21 @@ def parse(response: Response, cls: type[T], method: str, path: str, base_url: st
             status_code=response.status,
             problems=exc.problems,
         ) from exc
+
+
+def _check_specs(items: object, cls: type, name: str, example: str) -> None:
+    """Refuse ``items`` unless it is a sequence of ``cls`` (a string is a sequence too)."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes | bytearray):
+        raise InvalidArgumentError(
+            f"automations.create: {name} must be a list of {cls.__name__}, such as "
+            f"[{example}], got {type(items).__name__}"
+        )
+    for index, item in enumerate(items):
+        if not isinstance(item, cls):
+            raise InvalidArgumentError(
+                f"automations.create: {name}[{index}] must be a {cls.__name__}, such as "
+                f"{example}, got {type(item).__name__}"
+            )
 
 
 class _Resource:
@@ -96,10 +112,22 @@ class Automations(_Resource):
             The created automation (its ``runs`` is empty).
 
         Raises:
-            InvalidArgumentError: a duplicate step name or id, an edge naming
+            InvalidArgumentError: a name that is not a string, ``steps`` or
+                ``edges`` that is not a list of :class:`StepSpec` or
+                :class:`EdgeSpec`, a duplicate step name or id, an edge naming
                 no step of ``steps``, or both ``edges`` and ``transitions``;
                 nothing was sent.
         """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgumentError(
+                f"automations.create: name must be a non-empty string, got {name!r}"[:200]
+            )
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentError(
+                "automations.create: description must be a string, "
+                f"got {type(description).__name__}"
+            )
+        _check_specs(steps, StepSpec, "steps", 'StepSpec("start", "START")')
         if transitions is not None:
             if edges:
                 raise InvalidArgumentError(
@@ -112,7 +140,9 @@ class Automations(_Resource):
                 DeprecationWarning,
                 stacklevel=2,
             )
+            _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
             edges = transitions
+        _check_specs(edges, EdgeSpec, "edges", 'EdgeSpec("start", "summarise")')
         if not steps:
             raise InvalidArgumentError("an automation needs at least one step (a START step)")
         by_name: dict[str, uuid.UUID] = {}
@@ -150,9 +180,12 @@ class Automations(_Resource):
                         "id": str(spec.id),
                         "name": spec.name,
                         "step_type": str(StepType(spec.step_type).value),
-                        "prompt_template": dict(spec.prompt_template),
+                        # Checked again: the spec's mapping may have changed since it was built.
+                        "prompt_template": to_json(
+                            spec.prompt_template, f"steps[{index}].prompt_template"
+                        ),
                     }
-                    for spec in steps
+                    for index, spec in enumerate(steps)
                 ],
                 "step_transitions": [
                     {
@@ -194,13 +227,27 @@ class Runs(_Resource):
 
         Returns:
             The new run (usually NEW).
+
+        Raises:
+            InvalidArgumentError: ``inputs`` is not a mapping, or holds a value
+                JSON cannot carry (NaN, a set, bytes, a datetime, a Decimal, a
+                key that is not a string, a cycle, more than 128 levels of
+                nesting, ...); the message names its path, e.g.
+                ``inputs.a[2]: NaN cannot be sent as JSON``. Nothing was sent.
         """
         aid = to_uuid(automation_id, "automation_id")
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            raise InvalidArgumentError(
+                "inputs must be a mapping of names to JSON values, such as "
+                f"{{'ticket': 'T-1'}}, got {type(inputs).__name__}; nothing was sent"
+            )
         return await self._call(
             "POST",
             _paths.runs(aid),
             Run,
-            json_body={"inputs": dict(inputs or {})},
+            json_body={"inputs": to_json(inputs, "inputs")},
             idempotent=False,
         )
 
@@ -241,7 +288,7 @@ class Runs(_Resource):
             "POST",
             _paths.run_user_input(aid, rid),
             Run,
-            json_body={"user_input": user_input},
+            json_body={"user_input": to_json(user_input, "user_input")},
             idempotent=False,
         )
 

@@ -128,11 +128,12 @@ runs = st.builds(
     steps_count=st.integers(min_value=0),
     current_step=st.none() | run_steps,
 )
+names = text.filter(str.strip)  # specs refuse a blank name or reference
 step_specs = st.builds(
     StepSpec,
-    name=text,
-    step_type=open_enum(StepType) | st.sampled_from(["LLM", "START", "CUSTOM"]),
-    prompt_template=json_objects,
+    name=names,
+    step_type=st.sampled_from(list(StepType)) | st.sampled_from(["LLM", "START", "CUSTOM"]),
+    prompt_template=st.just({}) | json_objects.map(lambda d: {**d, "type": "text"}),
     id=st.uuids(),
 )
 
@@ -146,7 +147,7 @@ def _is_uuid(value: str) -> bool:
 
 
 # A reference is a step's name or its id; a name that reads as a UUID is read back as one.
-step_refs = text.filter(lambda s: not _is_uuid(s)) | st.uuids()
+step_refs = names.filter(lambda s: not _is_uuid(s)) | st.uuids()
 edge_specs = st.builds(EdgeSpec, source=step_refs, target=step_refs, label=text)
 step_transitions = st.builds(
     StepTransition,
@@ -325,6 +326,14 @@ def test_from_json_refuses_what_is_not_a_json_object(text: Any, expected: str) -
     with pytest.raises(InvalidArgumentError) as caught:
         Run.from_json(text)
     assert expected in str(caught.value)
+
+
+def test_a_spec_the_constructor_refuses_is_refused_by_from_dict() -> None:
+    """from_dict runs the specs' own checks: a blank name is an InvalidArgumentError too."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        StepSpec.from_dict({"name": " ", "step_type": "LLM"})
+    assert "StepSpec.from_dict()" in str(caught.value)
+    assert "name must be a non-empty string" in str(caught.value)
 
 
 def test_an_event_of_the_other_type_is_refused() -> None:
