@@ -51,6 +51,7 @@ from attrs import frozen
 
 import automation_sdk._client
 import automation_sdk.emulator._emulator
+from automation_sdk import AutomationClient
 from automation_sdk._cli import main as cli_main
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
@@ -331,6 +332,14 @@ def test_examples_were_found() -> None:
     pages = {p.name for p in _sources()}
     assert {"README.md", "quickstart.md", "watching.md", "testing.md", "cli.md"} <= pages
     assert len(BLOCKS) >= 20
+
+
+async def test_examples_run_on_virtual_time(emulator: Emulator, virtual_time: FakeClock) -> None:
+    """A client or emulator made without ``clock=``, as in the examples, gets the FakeClock."""
+    async with AutomationClient() as client, Emulator(token=TOKEN) as other:
+        assert client.clock is virtual_time
+        assert other.clock is virtual_time
+    assert emulator.clock is virtual_time
 
 
 def test_examples_type_check(tmp_path: Path) -> None:
