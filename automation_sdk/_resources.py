@@ -2,7 +2,7 @@
 
 Each method checks its arguments, sends one request through the session layer
 and turns the answer into a model; the poller (``runs.watch`` / ``runs.wait``)
-lives in :mod:`automation_sdk._poller`.
+lives in :mod:`automation_sdk._poller`, structuring in :mod:`automation_sdk._convert`.
 """
 
 from __future__ import annotations
@@ -13,38 +13,19 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from . import _paths
-from ._convert import StructureFailed, structure
+from ._convert import parse
 from ._ids import to_uuid
 from ._jsonable import to_json
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
-from .errors import InvalidArgumentError, ResponseValidationError
+from ._poller import RunWatch, wait
+from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._poller import RunWatch
-    from ._transport import Response, Transport
+    from ._transport import Transport
 
 __all__ = ["Automations", "Runs"]
 
 T = TypeVar("T")
-
-
-def parse(response: Response, cls: type[T], method: str, path: str, base_url: str) -> T:
-    """Structure ``response.data`` as ``cls`` or raise :class:`ResponseValidationError`."""
-    try:
-        return structure(response.data, cls)
-    except StructureFailed as exc:
-        url = base_url + path
-        shown = "; ".join(exc.problems[:5])
-        more = f" (and {len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
-        raise ResponseValidationError(
-            f"{method} {url} answered {response.status} with a body that does not match "
-            f"{cls.__name__ if isinstance(cls, type) else 'the expected shape'}: {shown}{more}. "
-            "The server may be newer or older than this SDK; upgrade the SDK or report it",
-            method=method,
-            url=url,
-            status_code=response.status,
-            problems=exc.problems,
-        ) from exc
 
 
 def _check_specs(items: object, cls: type, name: str, example: str) -> None:
@@ -80,7 +61,13 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(response, cls, method, path, self._transport.base_url)
+        return parse(
+            response.data,
+            cls,
+            status=response.status,
+            method=method,
+            url=self._transport.base_url + path,
+        )
 
 
 class Automations(_Resource):
@@ -339,8 +326,6 @@ class Runs(_Resource):
                 a checkpoint of this run or of a known version (raised here, at
                 once); errors of the polls themselves come from the iteration.
         """
-        from ._poller import RunWatch
-
         return RunWatch(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -385,8 +370,6 @@ class Runs(_Resource):
             WaitTimeoutError: the timeout passed first (``.run``, ``.checkpoint``).
             AutomationError: a poll failed for good (401, 404, retries exhausted).
         """
-        from ._poller import wait
-
         return await wait(
             self._transport,
             to_uuid(automation_id, "automation_id"),

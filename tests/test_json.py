@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
@@ -295,6 +296,16 @@ def test_any_mapping_is_accepted_and_inputs_become_plain_json() -> None:
     assert_plain_json(odd.to_dict())
 
 
+def test_from_dict_copies_what_the_caller_keeps() -> None:
+    """Changing the dict a model was read from, afterwards, changes nothing in the model."""
+    data = run_json("RUNNING", [run_step_json()])
+    run = Run.from_dict(data)
+    data["inputs"]["ticket"] = "changed"
+    data["steps"][0]["prompt"]["text"] = "changed"
+    assert run.inputs == {"ticket": "T-1"}
+    assert run.steps[0].prompt["text"] == ""
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 
@@ -334,6 +345,21 @@ def test_a_spec_the_constructor_refuses_is_refused_by_from_dict() -> None:
         StepSpec.from_dict({"name": " ", "step_type": "LLM"})
     assert "StepSpec.from_dict()" in str(caught.value)
     assert "name must be a non-empty string" in str(caught.value)
+
+
+def test_data_nested_too_deeply_is_an_invalid_argument() -> None:
+    """Data nested deeper than Python recurses: InvalidArgumentError, not RecursionError."""
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = {}
+        inner = inner["a"]
+    data = Run.from_dict(run_json("RUNNING")).to_dict() | {"inputs": deep}
+    assert sys.getrecursionlimit() < 5000  # Python's default is 1000
+    with pytest.raises(InvalidArgumentError, match="nested too deeply"):
+        Run.from_dict(data)
+    with pytest.raises(InvalidArgumentError, match="nested too deeply"):
+        Run.from_json('{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}")
 
 
 def test_an_event_of_the_other_type_is_refused() -> None:
