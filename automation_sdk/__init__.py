@@ -11,6 +11,7 @@ Start runs of automations, read them, and watch them to the end::
 
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
+from ._config import Timeout
 from ._convert import event_from_dict, event_from_json
 from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import (
@@ -47,6 +48,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     ResponseValidationError,
     RunFailedError,
     ServerError,
@@ -79,6 +81,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
     "Run",
@@ -98,6 +101,7 @@ __all__ = [
     "StepTransition",
     "StepType",
     "SystemClock",
+    "Timeout",
     "TransportError",
     "UnprocessableEntityError",
     "ValidationDetail",
