@@ -12,7 +12,8 @@ Start runs of automations, read them, and watch them to the end::
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
 from ._config import Timeout
-from ._events import RunTransition, StepTransition
+from ._convert import event_from_dict, event_from_json
+from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import (
     Automation,
     AutomationVersion,
@@ -51,6 +52,7 @@ from .errors import (
     ResponseValidationError,
     RunFailedError,
     ServerError,
+    StepNotFoundError,
     TransportError,
     UnprocessableEntityError,
     ValidationDetail,
@@ -93,6 +95,7 @@ __all__ = [
     "ServerError",
     "Step",
     "StepEdge",
+    "StepNotFoundError",
     "StepSpec",
     "StepStatus",
     "StepTransition",
@@ -103,5 +106,8 @@ __all__ = [
     "UnprocessableEntityError",
     "ValidationDetail",
     "WaitTimeoutError",
+    "WatchEvent",
     "__version__",
+    "event_from_dict",
+    "event_from_json",
 ]
