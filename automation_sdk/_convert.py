@@ -23,7 +23,7 @@ from cattrs.v import format_exception
 
 from ._models import Automation, _OpenEnum
 
-__all__ = ["StructureFailed", "structure", "unstructure"]
+__all__ = ["StructureFailed", "structure", "summary_states", "unstructure"]
 
 T = TypeVar("T")
 
@@ -176,3 +176,27 @@ def structure(data: object, cls: type[T]) -> T:
 def unstructure(obj: object) -> Any:
     """Turn a model back into the JSON shape the API uses."""
     return _CONVERTER.unstructure(obj)
+
+
+def summary_states(data: object) -> dict[str, tuple[str, str]] | None:
+    """``{run id: (status, updated_at)}`` from an Automation answer's ``sessions``, unparsed.
+
+    Only the two fields that say whether a run moved are read, as raw strings,
+    so that a summary of thousands of runs costs no structuring. None when the
+    answer is not an object with a ``sessions`` array; an entry whose id,
+    status or ``updated_at`` is not a string is left out (the run then counts
+    as not listed).
+    """
+    if type(data) is not dict:
+        return None
+    sessions = data.get("sessions")
+    if type(sessions) is not list:
+        return None
+    states: dict[str, tuple[str, str]] = {}
+    for entry in sessions:
+        if type(entry) is not dict:
+            continue
+        run_id, status, updated_at = entry.get("id"), entry.get("status"), entry.get("updated_at")
+        if type(run_id) is str and type(status) is str and type(updated_at) is str:
+            states[run_id.lower()] = (status, updated_at)
+    return states

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 from . import _paths
 from ._convert import StructureFailed, structure
 from ._ids import to_uuid
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
-from .errors import InvalidArgumentError, ResponseValidationError
+from .errors import InvalidArgumentError, ResponseValidationError, WaitTimeoutError
 
 if TYPE_CHECKING:
+    from ._monitor import RunMonitor
     from ._poller import RunWatch
     from ._transport import Response, Transport
 
 __all__ = ["Automations", "Runs"]
 
 T = TypeVar("T")
+
+# The monitor's defaults, here so that the signature shows them without importing it.
+DEFAULT_INTERVAL: Final = 1.0
+DEFAULT_MAX_INTERVAL: Final = 15.0
+DEFAULT_MAX_CONCURRENCY: Final = 10
+DEFAULT_MAX_PENDING_EVENTS: Final = 1000
 
 
 def parse(response: Response, cls: type[T], method: str, path: str, base_url: str) -> T:
@@ -297,6 +304,7 @@ class Runs(_Resource):
         timeout: float | None = None,
         cancel_on_timeout: bool = False,
         raise_on_failure: bool = True,
+        monitor: RunMonitor | None = None,
     ) -> Run:
         """Wait for a run to end, polling as :meth:`watch` does, and return its final snapshot.
 
@@ -310,6 +318,11 @@ class Runs(_Resource):
                 cancel the run (one request, at most 5 seconds) before raising.
             raise_on_failure: Raise :class:`RunFailedError` when the run ends
                 FAILED; with False, return the FAILED run instead.
+            monitor: An open :class:`RunMonitor` (from :meth:`monitor`) to wait
+                through: the run is then polled with every other run of the
+                monitor, on the monitor's cadence (``interval`` and
+                ``max_interval`` are not used). Many concurrent waits share its
+                requests.
 
         Returns:
             The run, FINISHED (or FAILED when ``raise_on_failure`` is False).
@@ -320,6 +333,15 @@ class Runs(_Resource):
             WaitTimeoutError: the timeout passed first (``.run``, ``.checkpoint``).
             AutomationError: a poll failed for good (401, 404, retries exhausted).
         """
+        if monitor is not None:
+            return await self._wait_through(
+                monitor,
+                to_uuid(automation_id, "automation_id"),
+                to_uuid(run_id, "run_id"),
+                timeout=timeout,
+                cancel_on_timeout=cancel_on_timeout,
+                raise_on_failure=raise_on_failure,
+            )
         from ._poller import wait
 
         return await wait(
@@ -331,4 +353,74 @@ class Runs(_Resource):
             timeout=timeout,
             cancel_on_timeout=cancel_on_timeout,
             raise_on_failure=raise_on_failure,
+        )
+
+    async def _wait_through(
+        self,
+        monitor: RunMonitor,
+        automation_id: uuid.UUID,
+        run_id: uuid.UUID,
+        *,
+        timeout: float | None,
+        cancel_on_timeout: bool,
+        raise_on_failure: bool,
+    ) -> Run:
+        from ._monitor import cancel_after_timeout
+
+        try:
+            return await monitor.wait(
+                automation_id, run_id, timeout=timeout, raise_on_failure=raise_on_failure
+            )
+        except WaitTimeoutError as exc:
+            if not cancel_on_timeout:
+                raise
+            raise await cancel_after_timeout(self._transport, automation_id, run_id, exc) from None
+
+    def monitor(
+        self,
+        *,
+        strategy: Literal["auto", "summary", "per_run"] = "auto",
+        interval: float = DEFAULT_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+    ) -> RunMonitor:
+        """Follow many runs with one :class:`RunMonitor`, polling per automation.
+
+        ::
+
+            async with client.runs.monitor() as monitor:
+                for run in runs:
+                    monitor.add(automation_id, run.id)
+                async for event in monitor:
+                    ...
+
+        Args:
+            strategy: ``"summary"``: one ``GET`` of each automation per tick
+                says which watched runs changed, and only those are fetched in
+                full; ``"per_run"``: each run is fetched on its own cadence, as
+                a watch does; ``"auto"`` (the default): per automation, the
+                one that moves fewer bytes, from measured sizes.
+            interval: Seconds between polls of an automation (or of a run,
+                polled per run) while something changes.
+            max_interval: The longest wait between polls while nothing does.
+            max_concurrency: At most this many detail fetches in flight at once.
+            max_pending_events: Events the monitor holds for a slow consumer;
+                while that many wait, runs watched for events are not polled.
+
+        Returns:
+            A :class:`RunMonitor`, to use with ``async with``.
+
+        Raises:
+            InvalidArgumentError: a bad strategy or number.
+        """
+        from ._monitor import RunMonitor
+
+        return RunMonitor(
+            self._transport,
+            strategy=strategy,
+            interval=interval,
+            max_interval=max_interval,
+            max_concurrency=max_concurrency,
+            max_pending_events=max_pending_events,
         )
