@@ -46,13 +46,7 @@ from ._events import RunTransition, WatchEvent
 from ._ids import to_uuid
 from ._models import Run, RunStatus
 from ._poller import _check_seconds, _failure_message
-from ._resources import (
-    DEFAULT_INTERVAL,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_INTERVAL,
-    DEFAULT_MAX_PENDING_EVENTS,
-)
-from ._tracker_shim import RunTracker
+from ._tracker import RunTracker
 from ._transport import DeadlineExceeded
 from .errors import (
     AutomationError,
@@ -66,13 +60,26 @@ from .errors import (
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ["RunMonitor", "Strategy"]
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_INTERVAL",
+    "DEFAULT_MAX_PENDING_EVENTS",
+    "RunMonitor",
+    "Strategy",
+    "cancel_after_timeout",
+]
 
 logger = logging.getLogger("automation_sdk")
 
 Strategy: TypeAlias = Literal["auto", "summary", "per_run"]
 """How a :class:`RunMonitor` polls an automation's runs (see :meth:`Runs.monitor`)."""
 
+
+DEFAULT_INTERVAL: Final = 1.0
+DEFAULT_MAX_INTERVAL: Final = 15.0
+DEFAULT_MAX_CONCURRENCY: Final = 10
+DEFAULT_MAX_PENDING_EVENTS: Final = 1000
 
 _CANCEL_BUDGET: Final = 5.0
 _GROWTH: Final = 1.5
@@ -946,13 +953,18 @@ class RunMonitor:
             if events:
                 self._enqueue(watched, events)
         elif watched.mode == _END:
+            # Only the end goes out; what came before counts as seen, so that the
+            # final event's ``previous`` is the last status the monitor saw.
             final = [e for e in events if isinstance(e, RunTransition) and e.status.is_terminal]
+            for event in events:
+                if not final or event is not final[0]:
+                    watched.tracker.deliver(event)
             if final:
                 self._enqueue(watched, final)
         else:
             for event in events:
                 watched.tracker.deliver(event)
-        if run.status.is_terminal:
+        if watched.tracker.ended:
             watched.settled = True
             for waiter in watched.waiters:
                 if not waiter.future.done():

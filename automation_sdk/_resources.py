@@ -2,54 +2,37 @@
 
 Each method checks its arguments, sends one request through the session layer
 and turns the answer into a model; the poller (``runs.watch`` / ``runs.wait``)
-lives in :mod:`automation_sdk._poller`.
+lives in :mod:`automation_sdk._poller`, structuring in :mod:`automation_sdk._convert`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _paths
-from ._convert import StructureFailed, structure
+from ._convert import parse
 from ._ids import to_uuid
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
-from .errors import InvalidArgumentError, ResponseValidationError, WaitTimeoutError
+from ._monitor import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MAX_PENDING_EVENTS,
+    RunMonitor,
+    Strategy,
+    cancel_after_timeout,
+)
+from ._poller import RunWatch, wait
+from .errors import InvalidArgumentError, WaitTimeoutError
 
 if TYPE_CHECKING:
-    from ._monitor import RunMonitor
-    from ._poller import RunWatch
-    from ._transport import Response, Transport
+    from ._transport import Transport
 
 __all__ = ["Automations", "Runs"]
 
 T = TypeVar("T")
-
-# The monitor's defaults, here so that the signature shows them without importing it.
-DEFAULT_INTERVAL: Final = 1.0
-DEFAULT_MAX_INTERVAL: Final = 15.0
-DEFAULT_MAX_CONCURRENCY: Final = 10
-DEFAULT_MAX_PENDING_EVENTS: Final = 1000
-
-
-def parse(response: Response, cls: type[T], method: str, path: str, base_url: str) -> T:
-    """Structure ``response.data`` as ``cls`` or raise :class:`ResponseValidationError`."""
-    try:
-        return structure(response.data, cls)
-    except StructureFailed as exc:
-        url = base_url + path
-        shown = "; ".join(exc.problems[:5])
-        more = f" (and {len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
-        raise ResponseValidationError(
-            f"{method} {url} answered {response.status} with a body that does not match "
-            f"{cls.__name__ if isinstance(cls, type) else 'the expected shape'}: {shown}{more}. "
-            "The server may be newer or older than this SDK; upgrade the SDK or report it",
-            method=method,
-            url=url,
-            status_code=response.status,
-            problems=exc.problems,
-        ) from exc
 
 
 class _Resource:
@@ -70,7 +53,13 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(response, cls, method, path, self._transport.base_url)
+        return parse(
+            response.data,
+            cls,
+            status=response.status,
+            method=method,
+            url=self._transport.base_url + path,
+        )
 
 
 class Automations(_Resource):
@@ -281,8 +270,6 @@ class Runs(_Resource):
                 a checkpoint of this run or of a known version (raised here, at
                 once); errors of the polls themselves come from the iteration.
         """
-        from ._poller import RunWatch
-
         return RunWatch(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -342,8 +329,6 @@ class Runs(_Resource):
                 cancel_on_timeout=cancel_on_timeout,
                 raise_on_failure=raise_on_failure,
             )
-        from ._poller import wait
-
         return await wait(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -365,8 +350,6 @@ class Runs(_Resource):
         cancel_on_timeout: bool,
         raise_on_failure: bool,
     ) -> Run:
-        from ._monitor import cancel_after_timeout
-
         try:
             return await monitor.wait(
                 automation_id, run_id, timeout=timeout, raise_on_failure=raise_on_failure
@@ -379,7 +362,7 @@ class Runs(_Resource):
     def monitor(
         self,
         *,
-        strategy: Literal["auto", "summary", "per_run"] = "auto",
+        strategy: Strategy = "auto",
         interval: float = DEFAULT_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -414,8 +397,6 @@ class Runs(_Resource):
         Raises:
             InvalidArgumentError: a bad strategy or number.
         """
-        from ._monitor import RunMonitor
-
         return RunMonitor(
             self._transport,
             strategy=strategy,
