@@ -39,6 +39,8 @@ from ._validate import ValidationFailed
 __all__ = ["Api", "RecordedRequest"]
 
 _SNAPSHOTS_KEPT: Final = 64
+NO_ROUTE: Final = "(no route)"
+"""The template counted for a path that matches no route."""
 
 
 class RecordedRequest(NamedTuple):
@@ -90,6 +92,7 @@ _Handler = Callable[[dict[str, str], bytes, str | None], _Answer]
 
 
 class _Route(NamedTuple):
+    template: str
     pattern: re.Pattern[str]
     handlers: dict[str, _Handler]
 
@@ -116,6 +119,8 @@ class Api:
         self.token = token
         self.faults = faults
         self.requests: list[RecordedRequest] = []
+        self.counts: dict[str, int] = {}
+        """Requests received per ``"METHOD /path/{template}/"``, faulted ones included."""
         self._rng = rng
         self._clock = clock
         self._counter = 0
@@ -130,13 +135,16 @@ class Api:
             _paths.RUN_CANCEL: {"PATCH": self._cancel},
             _paths.RUN_USER_INPUT: {"POST": self._user_input},
         }
-        self._routes = [_Route(_compile(path), handlers) for path, handlers in table.items()]
+        self._routes = [_Route(path, _compile(path), handlers) for path, handlers in table.items()]
 
     # -- the entry point ---------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one request (aiohttp handler for every path and method)."""
         method, path = request.method, request.path
+        matched = self._match(path)
+        key = f"{method} {matched[0].template if matched is not None else NO_ROUTE}"
+        self.counts[key] = self.counts.get(key, 0) + 1
         faults = self.faults
         fault = draw(faults, self._rng) if faults.applies_to(method) else NO_FAULT
         applied: list[str] = []
