@@ -88,6 +88,9 @@ _JITTER: Final = 0.1
 # near the balance do not flip the plan on every tick.
 _HYSTERESIS: Final = 1.25
 _STRATEGIES: Final = ("auto", "summary", "per_run")
+# What one more request costs beyond its body, in bytes: the request line and
+# headers both ways (about 500 bytes against aiohttp and the emulator).
+_REQUEST_BYTES: Final = 500
 # One generator for the whole module, as in the poller.
 _rng: Final = random.Random()
 
@@ -159,12 +162,14 @@ class _Watched:
         "cadence",
         "dirty",
         "ended",
+        "fetched_at",
         "mode",
         "path",
         "queued",
         "run_id",
         "seen",
         "settled",
+        "step_only",
         "tracker",
         "waiters",
     )
@@ -181,6 +186,8 @@ class _Watched:
         self.queued = 0  # events in the monitor's queue, not consumed yet
         self.dirty = mode == _STEPS  # a detail fetch is wanted (the first one at once)
         self.seen: tuple[str, str] | None = None  # the last summary entry: (status, updated_at)
+        self.step_only = False  # the entry moved, its status did not: a step changed
+        self.fetched_at = -math.inf  # when the last detail fetch ended, on the clock
         self.busy = False  # a detail fetch is in flight
         self.settled = False  # a final snapshot was accepted: nothing more to fetch
         self.ended = False  # left the monitor (end delivered, failed, removed)
@@ -197,6 +204,7 @@ class _Automation:
         "entry_bytes",
         "fallback",
         "id",
+        "moves_on_steps",
         "listed",
         "path",
         "plan",
@@ -211,9 +219,10 @@ class _Automation:
         self.busy = False  # a tick is in flight
         self.plan: _Plan = plan
         self.fallback = False  # the summary's updated_at does not move on step changes
+        self.moves_on_steps = False  # it was seen moving on a step change alone
         self.entry_bytes: float | None = None  # bytes per summary entry, last measured
         self.listed = 0  # runs the last summary listed
-        self.detail_bytes: float | None = None  # bytes of one detail, a running mean
+        self.detail_bytes: int | None = None  # bytes of the largest detail seen
 
 
 _QueueItem: TypeAlias = tuple[_Watched, WatchEvent] | tuple[tuple[_Watched, ...], AutomationError]
@@ -298,10 +307,15 @@ class RunMonitor:
         """The strategy asked for: ``"auto"``, ``"summary"`` or ``"per_run"``."""
         return self._strategy
 
+    @property
+    def pending_events(self) -> int:
+        """Events polled but not yet taken by the iteration (at most about ``max_pending_events``)."""
+        return sum(1 for item in self._queue if not isinstance(item[1], AutomationError))
+
     def plan(self, automation_id: uuid.UUID | str) -> Literal["summary", "per_run"] | None:
         """How the runs of an automation are polled now, or None if none is watched."""
         automation = self._automations.get(to_uuid(automation_id, "automation_id"))
-        return None if automation is None else automation.plan
+        return None if automation is None or not automation.runs else automation.plan
 
     def add(
         self,
@@ -636,7 +650,9 @@ class RunMonitor:
             future.set_result(None)
 
     def _paused(self, watched: _Watched) -> bool:
-        if watched.mode == _WAIT:
+        if watched.mode == _WAIT or watched.waiters:
+            # A wait must not hang on a consumer that has not come yet: a waited-for
+            # run goes on being polled, its events queuing beyond the bound.
             return False
         return watched.queued > 0 or len(self._queue) >= self._max_pending
 
@@ -778,6 +794,8 @@ class RunMonitor:
             )
             if wants_summary and automation.cadence.next_at <= now:
                 await self._poll_summary(automation)
+                self._choose_plan(automation)
+                self._probe(automation)
             now = clock.monotonic()
             todo = [
                 w
@@ -829,6 +847,7 @@ class RunMonitor:
             if entry == watched.seen:
                 continue
             changed = True
+            watched.step_only = watched.seen is not None and watched.seen[0] == entry[0]
             watched.seen = entry
             terminal = RunStatus(entry[0]).is_terminal
             if watched.mode == _STEPS or terminal:
@@ -843,6 +862,25 @@ class RunMonitor:
             retry_after=response.retry_after,
             max_retry_after=transport.retry.max_retry_after,
         )
+
+    def _probe(self, automation: _Automation) -> None:
+        """Fetch one unannounced run per tick until the summary is known to move on steps.
+
+        Fetches that follow the summary come right after a run's own changes, when
+        its steps are as fresh as its ``updated_at``: only a fetch the summary did
+        not ask for can catch a step that changed without it.
+        """
+        if automation.plan != "summary" or automation.fallback or automation.moves_on_steps:
+            return
+        candidates = [
+            w
+            for w in automation.runs.values()
+            if w.mode == _STEPS
+            and w.tracker.run is not None
+            and not (w.dirty or w.busy or w.settled or self._paused(w))
+        ]
+        if candidates:
+            min(candidates, key=lambda w: w.fetched_at).dirty = True
 
     def _check_summary_age(self, automation: _Automation, watched: _Watched, raw: str) -> None:
         """A summary older than a detail seen before it: its updated_at missed a step change."""
@@ -905,9 +943,9 @@ class RunMonitor:
                 response = await transport.request("GET", watched.path, idempotent=True)
             if watched.ended:
                 return  # removed while the answer was on its way
-            size = float(response.size)
-            mean = automation.detail_bytes
-            automation.detail_bytes = size if mean is None else mean + (size - mean) / 8
+            # The largest detail seen: runs grow as they go, and a plan chosen on the
+            # small answers of new runs would be undone as soon as they grow.
+            automation.detail_bytes = max(automation.detail_bytes or 0, response.size)
             before = watched.tracker.run
             events = watched.tracker.accept(
                 response.data,
@@ -923,6 +961,11 @@ class RunMonitor:
         run = watched.tracker.run
         accepted = run is not None and run is not before
         now = transport.clock.monotonic()
+        watched.fetched_at = now
+        if watched.step_only and events and not isinstance(events[-1], RunTransition):
+            # The summary announced a change of steps alone: it moves with them.
+            automation.moves_on_steps = True
+        watched.step_only = False
         if accepted or not watched.dirty or watched.seen is None:
             watched.dirty = False
         if self._per_run(watched) or watched.dirty:
@@ -979,10 +1022,10 @@ class RunMonitor:
         watched = sum(1 for w in automation.runs.values() if not w.settled)
         if not watched:
             return
-        summary_cost = automation.entry_bytes * automation.listed
+        summary_cost = automation.entry_bytes * automation.listed + _REQUEST_BYTES
         # Before any detail is measured, a detail is at least a summary entry.
         detail = automation.detail_bytes or automation.entry_bytes
-        per_run_cost = detail * watched
+        per_run_cost = (detail + _REQUEST_BYTES) * watched
         if automation.plan == "summary":
             switch = summary_cost > per_run_cost * _HYSTERESIS
         else:
