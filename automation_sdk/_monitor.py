@@ -204,8 +204,8 @@ class _Automation:
         "entry_bytes",
         "fallback",
         "id",
-        "moves_on_steps",
         "listed",
+        "moves_on_steps",
         "path",
         "plan",
         "runs",
@@ -309,7 +309,7 @@ class RunMonitor:
 
     @property
     def pending_events(self) -> int:
-        """Events polled but not yet taken by the iteration (at most about ``max_pending_events``)."""
+        """Events polled, not yet taken by the iteration (about ``max_pending_events`` at most)."""
         return sum(1 for item in self._queue if not isinstance(item[1], AutomationError))
 
     def plan(self, automation_id: uuid.UUID | str) -> Literal["summary", "per_run"] | None:
@@ -698,7 +698,8 @@ class RunMonitor:
             while True:
                 self._poke_future = loop.create_future()
                 now = clock.monotonic()
-                wake_at = self._expire_waits(now)
+                self._expire_waits(now)
+                wake_at = math.inf
                 for automation in list(self._automations.values()):
                     if automation.busy:
                         continue
@@ -710,6 +711,8 @@ class RunMonitor:
                         task.add_done_callback(self._ticks.discard)
                     else:
                         wake_at = min(wake_at, due)
+                # Read again now that the ticks are started: their deadlines are theirs.
+                wake_at = min(wake_at, self._expire_waits(now))
                 await self._sleep_until(wake_at - now)
         except asyncio.CancelledError:
             raise
@@ -739,7 +742,12 @@ class RunMonitor:
                 await asyncio.wait((sleeper,))
 
     def _expire_waits(self, now: float) -> float:
-        """Fail the waits whose deadline passed; return the next deadline."""
+        """Fail the waits whose deadline passed; return the next deadline to wake up for.
+
+        The deadline of a run whose automation is being polled is left to that
+        tick, whose requests it bounds: the tick ends by then and wakes the
+        scheduler, which is never asleep while a request could still bring the end.
+        """
         earliest = math.inf
         for watched, waiter in list(self._timed):
             deadline = waiter.deadline
@@ -750,8 +758,20 @@ class RunMonitor:
                 self._timed.discard((watched, waiter))
                 waiter.future.set_exception(self._timed_out(watched, waiter))
             else:
-                earliest = min(earliest, deadline)
+                automation = self._automations.get(watched.automation_id)
+                if automation is None or not automation.busy:
+                    earliest = min(earliest, deadline)
         return earliest
+
+    def _deadline(self, automation: _Automation) -> float | None:
+        """The earliest deadline of a wait on the automation's runs, which bounds its tick."""
+        deadlines = [
+            waiter.deadline
+            for watched in automation.runs.values()
+            for waiter in watched.waiters
+            if waiter.deadline is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     def _timed_out(self, watched: _Watched, waiter: _Waiter) -> WaitTimeoutError:
         run = watched.tracker.run
@@ -792,8 +812,9 @@ class RunMonitor:
                 not (w.settled or self._paused(w) or self._per_run(w))
                 for w in automation.runs.values()
             )
+            deadline = self._deadline(automation)
             if wants_summary and automation.cadence.next_at <= now:
-                await self._poll_summary(automation)
+                await self._poll_summary(automation, deadline)
                 self._choose_plan(automation)
                 self._probe(automation)
             now = clock.monotonic()
@@ -805,8 +826,12 @@ class RunMonitor:
                 and w.cadence.next_at <= now
             ]
             if todo:
-                await self._fetch_all(automation, todo)
+                await self._fetch_all(automation, todo, deadline)
             self._choose_plan(automation)
+        except DeadlineExceeded:
+            # A wait's deadline came first; the scheduler ends that wait, and the
+            # next tick (due at once) polls afresh for the others.
+            pass
         except AutomationError as exc:
             # A run whose end was already seen keeps it: only the others fail.
             self._fail([w for w in automation.runs.values() if not w.settled], exc)
@@ -816,9 +841,11 @@ class RunMonitor:
                 del self._automations[automation.id]
             self._poke()
 
-    async def _poll_summary(self, automation: _Automation) -> None:
+    async def _poll_summary(self, automation: _Automation, deadline: float | None) -> None:
         transport = self._transport
-        response = await transport.request("GET", automation.path, idempotent=True)
+        response = await transport.request(
+            "GET", automation.path, idempotent=True, deadline=deadline
+        )
         states = summary_states(response.data)
         if states is None:
             url = transport.base_url + automation.path
@@ -915,14 +942,16 @@ class RunMonitor:
                 watched.cadence.delay = None
                 watched.cadence.next_at = now + self._interval
 
-    async def _fetch_all(self, automation: _Automation, todo: list[_Watched]) -> None:
+    async def _fetch_all(
+        self, automation: _Automation, todo: list[_Watched], deadline: float | None
+    ) -> None:
         todo.reverse()
         for watched in todo:
             watched.busy = True
 
         async def worker() -> None:
             while todo:
-                await self._fetch(automation, todo.pop())
+                await self._fetch(automation, todo.pop(), deadline)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -932,7 +961,9 @@ class RunMonitor:
             for watched in todo:
                 watched.busy = False
 
-    async def _fetch(self, automation: _Automation, watched: _Watched) -> None:
+    async def _fetch(
+        self, automation: _Automation, watched: _Watched, deadline: float | None
+    ) -> None:
         transport = self._transport
         limit = self._limit
         assert limit is not None
@@ -940,7 +971,9 @@ class RunMonitor:
             if watched.ended:
                 return
             async with limit:
-                response = await transport.request("GET", watched.path, idempotent=True)
+                response = await transport.request(
+                    "GET", watched.path, idempotent=True, deadline=deadline
+                )
             if watched.ended:
                 return  # removed while the answer was on its way
             # The largest detail seen: runs grow as they go, and a plan chosen on the
@@ -953,6 +986,8 @@ class RunMonitor:
                 method="GET",
                 url=transport.base_url + watched.path,
             )
+        except DeadlineExceeded:
+            return  # asked again at the next tick
         except AutomationError as exc:
             self._fail([watched], exc)
             return
