@@ -243,9 +243,10 @@ class RunMonitor:
     Each run's events keep every promise of :class:`RunWatch`: in order, never
     repeated, never backwards, stale snapshots ignored, the end never missed.
     Events of different runs interleave. The iteration ends when no run added
-    with :meth:`add` is left (each ended or was removed); runs may be added and
-    removed at any time, also while iterating, and a later ``async for``
-    goes on with the runs added since.
+    with :meth:`add` is left (each ended or was removed), or, made with
+    ``end_when_empty=False``, only when the monitor is closed. Runs may be
+    added and removed at any time, also while iterating, and a later
+    ``async for`` goes on with the runs added since.
 
     A poll that fails for good (after the client's :class:`RetryPolicy`) ends
     only the runs it concerns: the iteration raises the error once (its
@@ -262,6 +263,7 @@ class RunMonitor:
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        end_when_empty: bool = True,
     ) -> None:
         if strategy not in _STRATEGIES:
             raise InvalidArgumentError(
@@ -285,6 +287,7 @@ class RunMonitor:
         self._max_interval = float(max_interval)
         self._max_concurrency = max_concurrency
         self._max_pending = max_pending_events
+        self._end_when_empty = bool(end_when_empty)
         self._automations: dict[uuid.UUID, _Automation] = {}
         self._runs: dict[uuid.UUID, _Watched] = {}
         self._ended: dict[uuid.UUID, str] = {}  # checkpoints of runs that left the monitor
@@ -532,7 +535,8 @@ class RunMonitor:
         """Return the next event of any followed run, waiting for the polls as long as needed.
 
         Raises:
-            StopAsyncIteration: no added run is left, or the monitor was closed.
+            StopAsyncIteration: no added run is left (unless the monitor was made
+                with ``end_when_empty=False``), or the monitor was closed.
             AutomationError: a poll failed for good; ``.run_ids`` names the runs
                 it ended. Iterating again goes on with the other runs.
         """
@@ -561,7 +565,7 @@ class RunMonitor:
                 return self._take()
             if self._crash is not None:
                 raise self._crash
-            if self._state == "closed" or self._listed == 0:
+            if self._state == "closed" or (self._listed == 0 and self._end_when_empty):
                 raise StopAsyncIteration
             if ready is None:
                 raise ClientClosedError(

@@ -367,6 +367,7 @@ class Runs(_Resource):
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        end_when_empty: bool = True,
     ) -> RunMonitor:
         """Follow many runs with one :class:`RunMonitor`, polling per automation.
 
@@ -390,6 +391,9 @@ class Runs(_Resource):
             max_concurrency: At most this many detail fetches in flight at once.
             max_pending_events: Events the monitor holds for a slow consumer;
                 while that many wait, runs watched for events are not polled.
+            end_when_empty: Whether ``async for event in monitor`` ends when no
+                added run is left; with False it waits for more runs and ends
+                only when the monitor is closed (a worker fed by a queue).
 
         Returns:
             A :class:`RunMonitor`, to use with ``async with``.
@@ -404,4 +408,5 @@ class Runs(_Resource):
             max_interval=max_interval,
             max_concurrency=max_concurrency,
             max_pending_events=max_pending_events,
+            end_when_empty=end_when_empty,
         )

@@ -202,6 +202,30 @@ async def test_resume_many_runs_from_their_checkpoints(
     assert set(by_run) == {r.id for r in runs}
 
 
+async def test_a_stream_that_outlives_its_runs(sdk: AutomationClient, emu: Emulator) -> None:
+    """end_when_empty=False: the iteration waits for runs added later, and ends at close."""
+    automation = await chain(sdk, 1)
+    first, second = await start(sdk, automation, 2)
+    events: list[Event] = []
+    async with sdk.runs.monitor(end_when_empty=False) as monitor:
+        ended = asyncio.Queue[uuid.UUID]()
+
+        async def consume() -> None:
+            async for event in monitor:
+                events.append(event)
+                if event.status.is_terminal and isinstance(event, RunTransition):
+                    ended.put_nowait(event.run_id)
+
+        consumer = asyncio.create_task(consume())
+        for run in (first, second):
+            monitor.add(automation.id, run.id)
+            assert await ended.get() == run.id
+            await asyncio.sleep(0)
+            assert not consumer.done()  # no run is left, and the stream goes on
+    await consumer
+    assert set(check_runs(events, emu)) == {first.id, second.id}
+
+
 async def test_a_finished_checkpoint_adds_nothing(sdk: AutomationClient) -> None:
     """A run resumed from a checkpoint of its end yields nothing, and the stream ends at once."""
     automation = await chain(sdk, 1)
