@@ -91,6 +91,8 @@ class Probe:
         self.lags: list[float] = []
         self.gc_pauses: list[float] = []
         self.queued = 0
+        self.queue_peak = 0
+        self._queue = 0
         self._gc_started = 0.0
         self._stop = asyncio.Event()
 
@@ -121,8 +123,14 @@ class Probe:
 
         async def queued(*_: object) -> None:
             self.queued += 1
+            self._queue += 1
+            self.queue_peak = max(self.queue_peak, self._queue)
+
+        async def served(*_: object) -> None:
+            self._queue -= 1
 
         config.on_connection_queued_start.append(queued)
+        config.on_connection_queued_end.append(served)
         return config
 
 
@@ -231,9 +239,6 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
             return {"available": False}
         offset, rtt = await clock_offset(plain, args.url)
         before = (await admin(plain, args.url, "stats"))["requests"]
-        if args.gc == "freeze":
-            gc.collect()
-            gc.freeze()
         gc.callbacks.append(probe.on_gc)
         fleet = Fleet()
         fleet.expected = args.runs
@@ -283,6 +288,9 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                     t.add_done_callback(tasks.discard)
 
             await asyncio.gather(*(create(i) for i in range(args.runs)))
+            if args.gc == "freeze":
+                # Once every run is followed: what exists now lives to the end.
+                gc.freeze()
             if args.memory:
                 await asyncio.sleep(args.settle)
                 gc.collect()
@@ -321,6 +329,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_percent": cpu / elapsed * 100,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "queued": probe.queued,
+        "queue_peak": probe.queue_peak,
         "offset_ms": offset * 1000,
         "rtt_ms": rtt * 1000,
         "check": check(history, fleet.events) if args.strategy in ("watch", "monitor") else None,
@@ -479,6 +488,7 @@ METRICS: list[tuple[str, Callable[[dict[str, Any]], float], str]] = [
     ("client CPU (% core)", lambda r: r["cpu_percent"], ".1f"),
     ("peak RSS (MiB)", lambda r: r["peak_rss_mib"], ".0f"),
     ("connection waits", lambda r: r["queued"], ".0f"),
+    ("waiting at once, max", lambda r: r["queue_peak"], ".0f"),
 ]
 RATIOS = [("requests", 0), ("latency p95", 2), ("client CPU", 7)]
 
@@ -573,13 +583,14 @@ def orchestrate(args: argparse.Namespace) -> None:
         variants = [
             ("default: pool of 100, default GC", []),
             ("TCPConnector(limit=0)", ["--limit", "0"]),
-            ("gc.freeze() after start-up", ["--gc", "freeze"]),
+            ("gc.freeze() once all are followed", ["--gc", "freeze"]),
             ("gc.set_threshold(50_000, 50, 100)", ["--gc", "threshold"]),
         ]
         for label, extra in variants:
             r = scenario("watch", runs, args, seed=1, extra=extra)
             print(
-                f"  {label:<36} connection waits {r['queued']:>6}, "
+                f"  {label:<36} connection waits {r['queued']:>6} "
+                f"(at once up to {r['queue_peak']:>4}), "
                 f"full GC max {r['gc_max_ms']:5.0f} ms, "
                 f"loop lag p99 {r['lag_p99_ms']:5.1f} ms / max {r['lag_max_ms']:4.0f} ms, "
                 f"latency p95 {percentile(r['latencies'], 95):.2f} s, CPU {r['cpu_percent']:.1f}%"
