@@ -1,10 +1,10 @@
 """The run poller: :class:`RunWatch` (``client.runs.watch``) and ``client.runs.wait``.
 
-A watch polls one run and turns the difference between what the server reports
-and what the watch already delivered into events (:mod:`automation_sdk._events`).
-It keeps no history: only the last status delivered per step and for the run,
-the last accepted ``updated_at`` and the last snapshot, so that thousands of
-watches fit in one process.
+A watch polls one run and hands each answer to its
+:class:`~automation_sdk._tracker.RunTracker`, which turns the difference between
+what the server reports and what was already delivered into events
+(:mod:`automation_sdk._events`) and keeps no history, so that thousands of
+watches fit in one process. This module owns the I/O and the waiting.
 
 Two clocks of waiting are kept apart:
 
@@ -26,19 +26,17 @@ import logging
 import math
 import random
 import uuid
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
-from . import _checkpoint, _paths
-from ._events import RunTransition, StepTransition, WatchEvent
-from ._models import Run, RunStatus, RunStep, StepStatus
-from ._resources import parse
+from . import _paths
+from ._events import WatchEvent
+from ._models import Run, RunStatus, StepStatus
+from ._tracker import RunTracker
 from ._transport import DeadlineExceeded
 from .errors import (
     AutomationError,
     InvalidArgumentError,
-    ResponseValidationError,
     RunFailedError,
     WaitTimeoutError,
 )
@@ -55,8 +53,6 @@ _JITTER: Final = 0.1
 _CANCEL_BUDGET: Final = 5.0
 # One generator for every watch: a Random per watch would cost 2.5 kB each.
 _rng: Final = random.Random()
-
-_SEPARATOR: Final = "\x00"
 
 
 class RunWatch:
@@ -85,26 +81,20 @@ class RunWatch:
     """
 
     __slots__ = (
-        "_automation_id",
         "_busy",
         "_cancel_on_timeout",
+        "_closed",
         "_deadline",
         "_delay",
-        "_done",
-        "_fingerprint",
         "_interval",
         "_max_interval",
         "_next_at",
         "_path",
         "_pending",
-        "_run",
-        "_run_id",
-        "_run_status",
         "_started",
-        "_steps",
         "_timeout",
+        "_tracker",
         "_transport",
-        "_updated_at",
     )
 
     def __init__(
@@ -128,8 +118,6 @@ class RunWatch:
         if timeout is not None:
             _check_seconds("timeout", timeout, finite=False)
         self._transport = transport
-        self._automation_id = automation_id
-        self._run_id = run_id
         self._path = _paths.run(automation_id, run_id)
         self._interval = float(interval)
         self._max_interval = float(max_interval)
@@ -140,37 +128,26 @@ class RunWatch:
         self._next_at: float | None = None
         self._started = False
         self._busy = False
-        self._done = False
+        self._closed = False
         self._pending: list[WatchEvent] = []  # events still to deliver, last one first
-        self._run: Run | None = None
-        self._fingerprint: str | None = None
-        self._run_status: RunStatus | None = None
-        self._updated_at: datetime | None = None
-        self._steps: dict[uuid.UUID, StepStatus] = {}
-        if resume_from is not None:
-            cp = _checkpoint.load(resume_from, automation_id=automation_id, run_id=run_id)
-            self._run_status = cp.run_status
-            self._updated_at = cp.updated_at
-            self._steps = dict(cp.steps)
-            # The final event was delivered before: nothing is left to say.
-            self._done = cp.run_status is not None and cp.run_status.is_terminal
+        self._tracker = RunTracker(automation_id, run_id, resume_from=resume_from)
 
     # -- public surface ----------------------------------------------------------------------
 
     @property
     def automation_id(self) -> uuid.UUID:
         """The automation of the watched run."""
-        return self._automation_id
+        return self._tracker.automation_id
 
     @property
     def run_id(self) -> uuid.UUID:
         """The watched run's id."""
-        return self._run_id
+        return self._tracker.run_id
 
     @property
     def run(self) -> Run | None:
         """The last accepted snapshot of the run, or None before the first one."""
-        return self._run
+        return self._tracker.run
 
     def checkpoint(self) -> str:
         """Return what was delivered so far, as a small versioned JSON document.
@@ -183,17 +160,11 @@ class RunWatch:
             A JSON string: the run and automation ids, the last status
             delivered for the run and each step, the last accepted ``updated_at``.
         """
-        return _checkpoint.dump(
-            automation_id=self._automation_id,
-            run_id=self._run_id,
-            run_status=self._run_status,
-            updated_at=self._updated_at,
-            steps=self._steps,
-        )
+        return self._tracker.checkpoint()
 
     async def aclose(self) -> None:
         """End the watch: iterating further yields nothing. Idempotent; holds nothing to free."""
-        self._done = True
+        self._closed = True
         self._pending = []
 
     def __aiter__(self) -> RunWatch:
@@ -226,26 +197,29 @@ class RunWatch:
                 "this RunWatch is already being iterated by another task; a watch has one consumer"
             )
         if self._pending:
-            return self._deliver(self._pending.pop())
-        if self._done:
+            return self._tracker.deliver(self._pending.pop())
+        if self._closed or self._tracker.done:
             raise StopAsyncIteration
         self._busy = True
         try:
             return await self._next_event()
         except AutomationError as exc:
-            self._done = True
+            self._closed = True
             exc.checkpoint = self.checkpoint()
             raise
         except BaseException:
-            self._done = True
+            self._closed = True
             raise
         finally:
             self._busy = False
 
     def __repr__(self) -> str:
-        status = self._run_status.value if self._run_status is not None else "not seen yet"
-        state = "ended" if self._done and not self._pending else "watching"
-        return f"<RunWatch run_id={self._run_id} status={status} {state}>"
+        tracker = self._tracker
+        status = tracker.run_status.value if tracker.run_status is not None else "not seen yet"
+        ended = (self._closed or tracker.done) and not self._pending
+        return (
+            f"<RunWatch run_id={tracker.run_id} status={status} {'ended' if ended else 'watching'}>"
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -257,10 +231,10 @@ class RunWatch:
         while True:
             await self._sleep_until_next_poll()
             await self._poll()
-            if self._done:  # closed by another task while the poll was in flight
+            if self._closed:  # closed by another task while the poll was in flight
                 raise StopAsyncIteration
             if self._pending:
-                return self._deliver(self._pending.pop())
+                return self._tracker.deliver(self._pending.pop())
 
     async def _sleep_until_next_poll(self) -> None:
         next_at = self._next_at
@@ -296,86 +270,23 @@ class RunWatch:
         self._next_at = transport.clock.monotonic() + wait
 
     def _accept(self, response: Response) -> bool:
-        """Take a snapshot in if it is not stale; return True when it queued events."""
-        fingerprint = _fingerprint(response.data)
-        if fingerprint is not None and fingerprint == self._fingerprint:
-            # The same run, statuses and timestamps as the last accepted snapshot:
-            # it cannot yield anything, so skip structuring it.
-            return False
-        run = parse(response, Run, "GET", self._path, self._transport.base_url)
-        if run.id != self._run_id or run.automation_id != self._automation_id:
-            url = self._transport.base_url + self._path
-            raise ResponseValidationError(
-                f"GET {url} answered with run {run.id} of automation {run.automation_id} "
-                f"where run {self._run_id} of automation {self._automation_id} was asked for",
-                method="GET",
-                url=url,
-                status_code=response.status,
-                problems=("id: not the run that was asked for",),
-            )
-        if self._updated_at is not None and run.updated_at < self._updated_at:
-            logger.debug(
-                "watch of run %s: ignored a stale snapshot (updated_at %s < %s)",
-                self._run_id,
-                run.updated_at.isoformat(),
-                self._updated_at.isoformat(),
-            )
-            return False
-        self._run = run
-        self._updated_at = run.updated_at
-        self._fingerprint = fingerprint
-        events = self._diff(run)
+        """Take a snapshot in; return True when it queued events."""
+        events = self._tracker.accept(
+            response.data,
+            status=response.status,
+            method="GET",
+            url=self._transport.base_url + self._path,
+        )
         if not events:
             return False
         events.reverse()
         self._pending = events
         return True
 
-    def _diff(self, run: Run) -> list[WatchEvent]:
-        observed_at = datetime.now(UTC)
-        delivered = self._steps
-        events: list[WatchEvent] = []
-        for run_step in _latest_visits(run.steps):
-            step = run_step.step
-            previous = delivered.get(step.id)
-            if previous is None or previous != run_step.status:
-                events.append(
-                    StepTransition(
-                        run_id=run.id,
-                        step_id=step.id,
-                        step_name=step.name,
-                        step_type=step.step_type,
-                        previous=previous,
-                        status=run_step.status,
-                        step=run_step,
-                        observed_at=observed_at,
-                    )
-                )
-        if self._run_status is None or self._run_status != run.status:
-            events.append(
-                RunTransition(
-                    run_id=run.id,
-                    previous=self._run_status,
-                    status=run.status,
-                    run=run,
-                    observed_at=observed_at,
-                )
-            )
-        return events
-
-    def _deliver(self, event: WatchEvent) -> WatchEvent:
-        # The checkpoint records what was handed out, not merely what was seen.
-        if isinstance(event, StepTransition):
-            self._steps[event.step_id] = event.status
-        else:
-            self._run_status = event.status
-            if event.status.is_terminal:
-                self._done = True
-        return event
-
     async def _timed_out(self) -> WaitTimeoutError:
         cancelled = await self._cancel() if self._cancel_on_timeout else None
-        status = self._run.status.value if self._run is not None else "no snapshot yet"
+        run = self._tracker.run
+        status = run.status.value if run is not None else "no snapshot yet"
         if cancelled is None:
             fate = "the run was left running"
         elif cancelled:
@@ -383,11 +294,11 @@ class RunWatch:
         else:
             fate = "cancelling the run failed (see the log)"
         return WaitTimeoutError(
-            f"run {self._run_id} of automation {self._automation_id} did not end within "
+            f"run {self.run_id} of automation {self.automation_id} did not end within "
             f"the watch's timeout of {self._timeout:g}s (last status: {status}); {fate}. "
             "Pass a longer timeout, or resume with "
             "client.runs.watch(..., resume_from=exc.checkpoint)",
-            run=self._run,
+            run=run,
             checkpoint=self.checkpoint(),
         )
 
@@ -396,7 +307,7 @@ class RunWatch:
         try:
             await transport.request(
                 "PATCH",
-                _paths.run_cancel(self._automation_id, self._run_id),
+                _paths.run_cancel(self.automation_id, self.run_id),
                 idempotent=True,
                 deadline=transport.clock.monotonic() + _CANCEL_BUDGET,
             )
@@ -409,11 +320,11 @@ class RunWatch:
                 why = str(exc)
             logger.warning(
                 "the watch of run %s timed out, and cancelling the run failed: %s",
-                self._run_id,
+                self.run_id,
                 transport.redact(why),
             )
             return False
-        logger.info("the watch of run %s timed out; the run was cancelled", self._run_id)
+        logger.info("the watch of run %s timed out; the run was cancelled", self.run_id)
         return True
 
 
@@ -464,41 +375,6 @@ def _failure_message(run: Run) -> str:
     else:
         message += ": the server gave no error message"
     return message
-
-
-def _latest_visits(steps: tuple[RunStep, ...]) -> tuple[RunStep, ...]:
-    """``steps`` with one entry per step definition: its latest visit, if a loop revisited it."""
-    if len(steps) < 2:
-        return steps
-    last = {s.step.id: i for i, s in enumerate(steps)}
-    if len(last) == len(steps):
-        return steps
-    return tuple(s for i, s in enumerate(steps) if last[s.step.id] == i)
-
-
-def _fingerprint(data: object) -> str | None:
-    """What events depend on, read straight from the decoded JSON; None if the shape is off.
-
-    Two answers with equal fingerprints have the same run, status and
-    ``updated_at``, and the same steps with the same statuses and
-    ``updated_at``: the second can yield no event. Anything unexpected gives
-    None, and the answer goes through full validation. The pieces are joined
-    into one string (a tenth of the memory of a tuple of them), which is only
-    used when no piece contains the separator, so that it stays unambiguous.
-    """
-    if type(data) is not dict:
-        return None
-    try:
-        steps = data["steps"]
-        if type(steps) is not list:
-            return None
-        pieces = [data["id"], data["automation_id"], data["updated_at"], data["status"]]
-        for s in steps:
-            pieces += (s["id"], s["step"]["id"], s["status"], s["updated_at"])
-        joined = _SEPARATOR.join(pieces)  # a TypeError unless every piece is a string
-    except (KeyError, TypeError):
-        return None
-    return joined if joined.count(_SEPARATOR) == len(pieces) - 1 else None
 
 
 def _check_seconds(name: str, value: object, *, finite: bool = True) -> None:

@@ -2,7 +2,7 @@
 
 Each method checks its arguments, sends one request through the session layer
 and turns the answer into a model; the poller (``runs.watch`` / ``runs.wait``)
-lives in :mod:`automation_sdk._poller`.
+lives in :mod:`automation_sdk._poller`, structuring in :mod:`automation_sdk._convert`.
 """
 
 from __future__ import annotations
@@ -12,37 +12,27 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from . import _paths
-from ._convert import StructureFailed, structure
+from ._convert import parse
 from ._ids import to_uuid
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
-from .errors import InvalidArgumentError, ResponseValidationError
+from ._monitor import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MAX_PENDING_EVENTS,
+    RunMonitor,
+    Strategy,
+    cancel_after_timeout,
+)
+from ._poller import RunWatch, wait
+from .errors import InvalidArgumentError, WaitTimeoutError
 
 if TYPE_CHECKING:
-    from ._poller import RunWatch
-    from ._transport import Response, Transport
+    from ._transport import Transport
 
 __all__ = ["Automations", "Runs"]
 
 T = TypeVar("T")
-
-
-def parse(response: Response, cls: type[T], method: str, path: str, base_url: str) -> T:
-    """Structure ``response.data`` as ``cls`` or raise :class:`ResponseValidationError`."""
-    try:
-        return structure(response.data, cls)
-    except StructureFailed as exc:
-        url = base_url + path
-        shown = "; ".join(exc.problems[:5])
-        more = f" (and {len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
-        raise ResponseValidationError(
-            f"{method} {url} answered {response.status} with a body that does not match "
-            f"{cls.__name__ if isinstance(cls, type) else 'the expected shape'}: {shown}{more}. "
-            "The server may be newer or older than this SDK; upgrade the SDK or report it",
-            method=method,
-            url=url,
-            status_code=response.status,
-            problems=exc.problems,
-        ) from exc
 
 
 class _Resource:
@@ -63,7 +53,13 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(response, cls, method, path, self._transport.base_url)
+        return parse(
+            response.data,
+            cls,
+            status=response.status,
+            method=method,
+            url=self._transport.base_url + path,
+        )
 
 
 class Automations(_Resource):
@@ -274,8 +270,6 @@ class Runs(_Resource):
                 a checkpoint of this run or of a known version (raised here, at
                 once); errors of the polls themselves come from the iteration.
         """
-        from ._poller import RunWatch
-
         return RunWatch(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -297,6 +291,7 @@ class Runs(_Resource):
         timeout: float | None = None,
         cancel_on_timeout: bool = False,
         raise_on_failure: bool = True,
+        monitor: RunMonitor | None = None,
     ) -> Run:
         """Wait for a run to end, polling as :meth:`watch` does, and return its final snapshot.
 
@@ -310,6 +305,11 @@ class Runs(_Resource):
                 cancel the run (one request, at most 5 seconds) before raising.
             raise_on_failure: Raise :class:`RunFailedError` when the run ends
                 FAILED; with False, return the FAILED run instead.
+            monitor: An open :class:`RunMonitor` (from :meth:`monitor`) to wait
+                through: the run is then polled with every other run of the
+                monitor, on the monitor's cadence (``interval`` and
+                ``max_interval`` are not used). Many concurrent waits share its
+                requests.
 
         Returns:
             The run, FINISHED (or FAILED when ``raise_on_failure`` is False).
@@ -320,8 +320,15 @@ class Runs(_Resource):
             WaitTimeoutError: the timeout passed first (``.run``, ``.checkpoint``).
             AutomationError: a poll failed for good (401, 404, retries exhausted).
         """
-        from ._poller import wait
-
+        if monitor is not None:
+            return await self._wait_through(
+                monitor,
+                to_uuid(automation_id, "automation_id"),
+                to_uuid(run_id, "run_id"),
+                timeout=timeout,
+                cancel_on_timeout=cancel_on_timeout,
+                raise_on_failure=raise_on_failure,
+            )
         return await wait(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -331,4 +338,70 @@ class Runs(_Resource):
             timeout=timeout,
             cancel_on_timeout=cancel_on_timeout,
             raise_on_failure=raise_on_failure,
+        )
+
+    async def _wait_through(
+        self,
+        monitor: RunMonitor,
+        automation_id: uuid.UUID,
+        run_id: uuid.UUID,
+        *,
+        timeout: float | None,
+        cancel_on_timeout: bool,
+        raise_on_failure: bool,
+    ) -> Run:
+        try:
+            return await monitor.wait(
+                automation_id, run_id, timeout=timeout, raise_on_failure=raise_on_failure
+            )
+        except WaitTimeoutError as exc:
+            if not cancel_on_timeout:
+                raise
+            raise await cancel_after_timeout(self._transport, automation_id, run_id, exc) from None
+
+    def monitor(
+        self,
+        *,
+        strategy: Strategy = "auto",
+        interval: float = DEFAULT_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+    ) -> RunMonitor:
+        """Follow many runs with one :class:`RunMonitor`, polling per automation.
+
+        ::
+
+            async with client.runs.monitor() as monitor:
+                for run in runs:
+                    monitor.add(automation_id, run.id)
+                async for event in monitor:
+                    ...
+
+        Args:
+            strategy: ``"summary"``: one ``GET`` of each automation per tick
+                says which watched runs changed, and only those are fetched in
+                full; ``"per_run"``: each run is fetched on its own cadence, as
+                a watch does; ``"auto"`` (the default): per automation, the
+                one that moves fewer bytes, from measured sizes.
+            interval: Seconds between polls of an automation (or of a run,
+                polled per run) while something changes.
+            max_interval: The longest wait between polls while nothing does.
+            max_concurrency: At most this many detail fetches in flight at once.
+            max_pending_events: Events the monitor holds for a slow consumer;
+                while that many wait, runs watched for events are not polled.
+
+        Returns:
+            A :class:`RunMonitor`, to use with ``async with``.
+
+        Raises:
+            InvalidArgumentError: a bad strategy or number.
+        """
+        return RunMonitor(
+            self._transport,
+            strategy=strategy,
+            interval=interval,
+            max_interval=max_interval,
+            max_concurrency=max_concurrency,
+            max_pending_events=max_pending_events,
         )

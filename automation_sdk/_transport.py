@@ -78,6 +78,8 @@ class Response:
     headers: Mapping[str, str]
     data: object
     retry_after: float | None
+    size: int = 0
+    """The body's length in bytes, as received (the monitor weighs its polling plans by it)."""
 
 
 class DeadlineExceeded(Exception):
@@ -346,6 +348,7 @@ class Transport:
             headers=headers,
             data=self._decode(method, url, status, raw, content_type),
             retry_after=retry_after,
+            size=len(raw),
         )
 
     def _decode(self, method: str, url: str, status: int, raw: bytes, content_type: str) -> object:

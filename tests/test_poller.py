@@ -33,8 +33,9 @@ from automation_sdk import (
     StepTransition,
     StepType,
     WaitTimeoutError,
-    _poller,
+    _tracker,
 )
+from automation_sdk._convert import fingerprint
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, run_step_json
 
@@ -400,13 +401,13 @@ async def test_identical_answers_skip_structuring(
 ) -> None:
     """An answer equal in ids, statuses and timestamps to the last one is not structured again."""
     parsed: list[object] = []
-    real_parse = _poller.parse
+    real_parse = _tracker.parse
 
-    def counting_parse(*args: Any) -> Any:
+    def counting_parse(*args: Any, **kwargs: Any) -> Any:
         parsed.append(args[0])
-        return real_parse(*args)
+        return real_parse(*args, **kwargs)
 
-    monkeypatch.setattr(_poller, "parse", counting_parse)
+    monkeypatch.setattr(_tracker, "parse", counting_parse)
     same = snap("RUNNING", 1, draft="RUNNING")
     Script(mock, clock, same, same, same, snap("FINISHED", 2, draft="FINISHED"))
     assert len(await shown(client.runs.watch(AUTOMATION_ID, RUN_ID))) == 4
@@ -1027,9 +1028,9 @@ async def test_a_checkpoint_of_another_run_is_refused(client: AutomationClient) 
 def test_the_fingerprint_covers_what_events_depend_on() -> None:
     """Answers differing in any status, id or updated_at have different fingerprints."""
     base = snap("RUNNING", 1, start="FINISHED", draft="RUNNING")
-    fingerprint = _poller._fingerprint(base)
-    assert fingerprint is not None
-    assert _poller._fingerprint(json.loads(json.dumps(base))) == fingerprint
+    expected = fingerprint(base)
+    assert expected is not None
+    assert fingerprint(json.loads(json.dumps(base))) == expected
     variants = [
         snap("WAITING_FOR_USER_INPUT", 1, start="FINISHED", draft="RUNNING"),
         snap("RUNNING", 2, start="FINISHED", draft="RUNNING"),
@@ -1038,7 +1039,7 @@ def test_the_fingerprint_covers_what_events_depend_on() -> None:
         snap("RUNNING", 1, start="FINISHED"),
         snap("RUNNING", 1, start="FINISHED", draft="RUNNING") | {"id": OTHER_RUN_ID},
     ]
-    assert all(_poller._fingerprint(v) not in (None, fingerprint) for v in variants)
+    assert all(fingerprint(v) not in (None, expected) for v in variants)
 
 
 @pytest.mark.parametrize(
@@ -1056,4 +1057,4 @@ def test_the_fingerprint_covers_what_events_depend_on() -> None:
 )
 def test_an_odd_answer_has_no_fingerprint(data: object) -> None:
     """Anything unexpected skips the fast path, so that full validation judges it."""
-    assert _poller._fingerprint(data) is None
+    assert fingerprint(data) is None
