@@ -53,7 +53,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -246,18 +246,25 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         started_wall, usage0 = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
         lag_task = asyncio.create_task(probe.sample_lag())
         tasks: set[asyncio.Task[Any]] = set()
-        monitor_cm: Any = None
+        stack = contextlib.AsyncExitStack()
         monitor: Any = None
         if args.strategy in ("monitor", "waits"):
-            monitor_cm = client.runs.monitor()  # type: ignore[attr-defined]
-            monitor = await monitor_cm.__aenter__()
+            monitor = await stack.enter_async_context(client.runs.monitor())
         try:
             consumer = None
+            all_added = asyncio.Event()
             if args.strategy == "monitor":
 
                 async def consume() -> None:
-                    async for event in monitor:
-                        fleet.record(event)
+                    while True:
+                        # The stream stops when no added run is left: that
+                        # happens before the first add, and may happen between
+                        # two adds; iterate again while more runs are coming.
+                        async for event in monitor:
+                            fleet.record(event)
+                        if all_added.is_set():
+                            return
+                        await asyncio.sleep(0.05)
 
                 consumer = asyncio.create_task(consume())
             creating = asyncio.Semaphore(CREATE_CONCURRENCY)
@@ -268,7 +275,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                 async with creating:
                     run = await client.runs.create(aid, inputs={"ticket": f"T-{index}"})
                 created.append((aid, run.id))
-                task: Awaitable[Any] | None = None
+                task: Coroutine[Any, Any, None] | None = None
                 if args.strategy == "naive":
                     task = follow_naive(client, fleet, aid, run.id)
                 elif args.strategy == "watch":
@@ -283,11 +290,12 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
 
                     task = wait_one()
                 if task is not None:
-                    t = asyncio.create_task(task)  # type: ignore[arg-type]
+                    t = asyncio.create_task(task)
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
 
             await asyncio.gather(*(create(i) for i in range(args.runs)))
+            all_added.set()
             if args.gc == "freeze":
                 # Once every run is followed: what exists now lives to the end.
                 gc.freeze()
@@ -300,7 +308,23 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                     "rss_per_run_kib": rss_kept / args.runs / 1024,
                 }
                 return result
-            await fleet.all_ended.wait()
+            waiting = [asyncio.create_task(fleet.all_ended.wait())]
+            if consumer is not None:
+                waiting.append(consumer)
+            done, _ = await asyncio.wait(
+                waiting, timeout=args.deadline, return_when="FIRST_COMPLETED"
+            )
+            waiting[0].cancel()
+            if consumer is not None and consumer in done and not fleet.all_ended.is_set():
+                consumer.result()  # raises what stopped the consumer
+                raise RuntimeError(
+                    f"the monitor's stream ended after {len(fleet.ended)} of {args.runs} runs ended"
+                )
+            if not fleet.all_ended.is_set():
+                raise RuntimeError(
+                    f"only {len(fleet.ended)} of {args.runs} runs were seen ending "
+                    f"within {args.deadline:g} s"
+                )
             elapsed = time.monotonic() - started_wall
             usage1 = resource.getrusage(resource.RUSAGE_SELF)
             if consumer is not None:
@@ -311,8 +335,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
             for t in list(tasks):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if monitor_cm is not None:
-                await monitor_cm.__aexit__(None, None, None)
+            await stack.aclose()
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(probe.on_gc)
         after = (await admin(plain, args.url, "stats"))["requests"]
@@ -332,7 +355,11 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         "queue_peak": probe.queue_peak,
         "offset_ms": offset * 1000,
         "rtt_ms": rtt * 1000,
-        "check": check(history, fleet.events) if args.strategy in ("watch", "monitor") else None,
+        "check": (
+            check(history, fleet.events, {str(rid) for _, rid in created})
+            if args.strategy in ("watch", "monitor")
+            else None
+        ),
         "seconds": elapsed,
     }
 
@@ -367,12 +394,15 @@ def latencies(
 
 
 def check(
-    history: list[dict[str, Any]], events: dict[uuid.UUID, list[tuple[str | None, str, str | None]]]
+    history: list[dict[str, Any]],
+    events: dict[uuid.UUID, list[tuple[str | None, str, str | None]]],
+    followed: set[str],
 ) -> dict[str, int]:
     """Compare each run's events with its server history: duplicates, misses, disorder."""
     truth: dict[str, dict[str | None, list[str]]] = defaultdict(lambda: defaultdict(list))
     for t in history:
-        truth[t["run_id"]][t["step_id"]].append(t["status"])
+        if t["run_id"] in followed:
+            truth[t["run_id"]][t["step_id"]].append(t["status"])
     duplicated = missed = disordered = collapsed = delivered = 0
     for run_id, by_key in truth.items():
         seen: dict[str | None, list[tuple[str, str | None]]] = defaultdict(list)
@@ -617,6 +647,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=100, help=argparse.SUPPRESS)
+    parser.add_argument("--deadline", type=float, default=600.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--gc",
         choices=("default", "freeze", "threshold"),
