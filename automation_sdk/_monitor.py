@@ -258,7 +258,7 @@ class RunMonitor:
         self,
         transport: Transport,
         *,
-        strategy: Strategy = "auto",
+        strategy: Literal["auto", "summary", "per_run"] = "auto",
         interval: float = DEFAULT_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
@@ -306,7 +306,7 @@ class RunMonitor:
     # -- public surface ----------------------------------------------------------------------
 
     @property
-    def strategy(self) -> Strategy:
+    def strategy(self) -> Literal["auto", "summary", "per_run"]:
         """The strategy asked for: ``"auto"``, ``"summary"`` or ``"per_run"``."""
         return self._strategy
 

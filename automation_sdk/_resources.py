@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from . import _paths
 from ._convert import parse
@@ -21,7 +21,6 @@ from ._monitor import (
     DEFAULT_MAX_INTERVAL,
     DEFAULT_MAX_PENDING_EVENTS,
     RunMonitor,
-    Strategy,
     cancel_after_timeout,
 )
 from ._poller import RunWatch, wait
@@ -362,7 +361,7 @@ class Runs(_Resource):
     def monitor(
         self,
         *,
-        strategy: Strategy = "auto",
+        strategy: Literal["auto", "summary", "per_run"] = "auto",
         interval: float = DEFAULT_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
