@@ -14,14 +14,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from aioresponses import CallbackResult, aioresponses
+from yarl import URL
 
 from automation_sdk import (
+    AuthenticationError,
     Automation,
     AutomationClient,
     ClientClosedError,
     EdgeSpec,
     InvalidArgumentError,
     NotFoundError,
+    ResponseValidationError,
     RetryPolicy,
     Run,
     RunFailedError,
@@ -34,6 +38,8 @@ from automation_sdk import (
 )
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
+from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TS, run_json
+from payloads import TOKEN as CLIENT_TOKEN
 
 TOKEN = "monitor-token"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -618,3 +624,160 @@ async def test_misuse_is_refused_with_a_typed_error(sdk: AutomationClient) -> No
         with pytest.raises(InvalidArgumentError):
             monitor.add(automation.id, "not-a-uuid")
         assert "RunMonitor strategy=auto runs=1" in repr(monitor)
+
+
+# -- scripted servers ----------------------------------------------------------------------
+
+OTHER_AUTOMATION = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+OTHER_RUN = "8d2e3f4a-5b6c-4d7e-9f0a-1b2c3d4e5f6a"
+
+
+def summary_of(*entries: tuple[str, str, str], automation_id: str = AUTOMATION_ID) -> dict:
+    """An automation answer whose sessions are ``(run id, status, updated_at)``."""
+    return {
+        "id": automation_id,
+        "name": "scripted",
+        "sessions": [
+            {
+                "id": run_id,
+                "automation_id": automation_id,
+                "inputs": {},
+                "error": None,
+                "status": status,
+                "created_at": TS,
+                "updated_at": updated_at,
+            }
+            for run_id, status, updated_at in entries
+        ],
+    }
+
+
+def scripted(mock: aioresponses, url: str, *answers: CallbackResult) -> list[float]:
+    """Answer each GET of ``url`` with the next answer (the last one repeated)."""
+    times: list[float] = []
+    queue = list(answers)
+
+    def answer(_: URL, **kwargs: object) -> CallbackResult:
+        times.append(0.0)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    mock.get(url, callback=answer, repeat=True)
+    return times
+
+
+def run_url(automation_id: str, run_id: str) -> str:
+    """The URL of one run."""
+    return f"{BASE_URL}/automations/{automation_id}/sessions/{run_id}/"
+
+
+async def test_retry_after_on_a_summary_pushes_the_next_one_back(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """A summary answered with Retry-After: 7 is not asked again for 7 seconds."""
+    moving = summary_of((RUN_ID, "RUNNING", TS))
+    ended = summary_of((RUN_ID, "FINISHED", "2026-11-29T10:00:09Z"))
+    scripted(
+        mock,
+        f"{BASE_URL}/automations/{AUTOMATION_ID}/",
+        CallbackResult(payload=moving, headers={"Retry-After": "7"}),
+        CallbackResult(payload=ended),
+    )
+    scripted(
+        mock,
+        run_url(AUTOMATION_ID, RUN_ID),
+        CallbackResult(payload=run_json("FINISHED", updated_at="2026-11-29T10:00:09Z")),
+    )
+    async with client.runs.monitor(strategy="summary") as monitor:
+        run = await monitor.wait(AUTOMATION_ID, RUN_ID)
+    assert run.status is RunStatus.FINISHED
+    assert clock.sleeps[0] >= 7.0
+
+
+async def test_a_failing_summary_is_retried_by_the_retry_policy(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """A 503 on the summary is retried after the policy's backoff; nothing fails."""
+    ended = summary_of((RUN_ID, "FINISHED", TS))
+    scripted(
+        mock,
+        f"{BASE_URL}/automations/{AUTOMATION_ID}/",
+        CallbackResult(status=503, payload={"detail": "busy"}),
+        CallbackResult(payload=ended),
+    )
+    scripted(mock, run_url(AUTOMATION_ID, RUN_ID), CallbackResult(payload=run_json("FINISHED")))
+    async with client.runs.monitor(strategy="summary") as monitor:
+        run = await monitor.wait(AUTOMATION_ID, RUN_ID)
+    assert run.status is RunStatus.FINISHED
+    assert clock.sleeps[0] == 0.5  # the retry policy's first wait, not the cadence
+
+
+async def test_a_401_on_one_automation_ends_only_its_runs(
+    client: AutomationClient, mock: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AuthenticationError for the runs of one automation; the other's run goes on to its end."""
+    scripted(
+        mock,
+        f"{BASE_URL}/automations/{AUTOMATION_ID}/",
+        CallbackResult(status=401, payload={"detail": f"bad token {CLIENT_TOKEN}"}),
+    )
+    other = summary_of((OTHER_RUN, "FINISHED", TS), automation_id=OTHER_AUTOMATION)
+    scripted(mock, f"{BASE_URL}/automations/{OTHER_AUTOMATION}/", CallbackResult(payload=other))
+    finished = run_json("FINISHED", run_id=OTHER_RUN)
+    finished["automation_id"] = OTHER_AUTOMATION
+    scripted(mock, run_url(OTHER_AUTOMATION, OTHER_RUN), CallbackResult(payload=finished))
+    events: list[Event] = []
+    with caplog.at_level(logging.WARNING, logger="automation_sdk"):
+        async with client.runs.monitor(strategy="summary") as monitor:
+            monitor.add(AUTOMATION_ID, RUN_ID, events=False)
+            monitor.add(OTHER_AUTOMATION, OTHER_RUN, events=False)
+
+            async def consume() -> None:
+                events.extend([event async for event in monitor])
+
+            with pytest.raises(AuthenticationError) as caught:
+                await consume()
+            events += await collect(monitor)
+    assert caught.value.run_ids == (uuid.UUID(RUN_ID),)
+    assert [(str(e.run_id), e.status) for e in events] == [(OTHER_RUN, RunStatus.FINISHED)]
+    assert "stopped following run" in caplog.text
+    assert CLIENT_TOKEN not in caplog.text
+
+
+async def test_a_summary_without_sessions_is_a_validation_error(
+    client: AutomationClient, mock: aioresponses
+) -> None:
+    """An automation answer with no sessions list fails its runs with ResponseValidationError."""
+    scripted(
+        mock,
+        f"{BASE_URL}/automations/{AUTOMATION_ID}/",
+        CallbackResult(payload={"id": AUTOMATION_ID, "sessions": "many"}),
+    )
+    async with client.runs.monitor(strategy="summary") as monitor:
+        with pytest.raises(ResponseValidationError, match="sessions"):
+            await monitor.wait(AUTOMATION_ID, RUN_ID)
+
+
+async def test_a_summary_older_than_a_snapshot_means_it_misses_steps(
+    client: AutomationClient, mock: aioresponses, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A summary listing a run older than a snapshot fetched before: step runs go per run."""
+    later = "2026-11-29T10:00:05Z"
+    scripted(
+        mock,
+        f"{BASE_URL}/automations/{AUTOMATION_ID}/",
+        CallbackResult(payload=summary_of((RUN_ID, "NEW", TS))),
+        CallbackResult(payload=summary_of((RUN_ID, "RUNNING", TS))),
+        CallbackResult(payload=summary_of((RUN_ID, "FINISHED", "2026-11-29T10:00:09Z"))),
+    )
+    scripted(
+        mock,
+        run_url(AUTOMATION_ID, RUN_ID),
+        CallbackResult(payload=run_json("RUNNING", updated_at=later)),
+        CallbackResult(payload=run_json("FINISHED", updated_at="2026-11-29T10:00:09Z")),
+    )
+    with caplog.at_level(logging.INFO, logger="automation_sdk"):
+        async with client.runs.monitor(strategy="summary") as monitor:
+            monitor.add(AUTOMATION_ID, RUN_ID)
+            events = await collect(monitor)
+    assert "before the 2026-11-29T10:00:05+00:00 of a snapshot" in caplog.text
+    assert events[-1].status is RunStatus.FINISHED
