@@ -618,6 +618,8 @@ class RunMonitor:
 
     def _check_open(self) -> None:
         self._check_not_closed()
+        if self._crash is not None:
+            raise self._crash
         if self._state == "new":
             raise ClientClosedError(
                 "use the RunMonitor inside 'async with client.runs.monitor() as monitor:' "
@@ -718,16 +720,21 @@ class RunMonitor:
                 # Read again now that the ticks are started: their deadlines are theirs.
                 wake_at = min(wake_at, self._expire_waits(now))
                 await self._sleep_until(wake_at - now)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # pragma: no cover - a bug: surface it, never hang
-            self._crash = exc
-            for watched in list(self._runs.values()):
-                for waiter in watched.waiters:
-                    if not waiter.future.done():
-                        waiter.future.set_exception(exc)
-            self._wake_iterator()
-            raise
+        except Exception as exc:  # pragma: no cover - a bug: surface it, never hang
+            self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> None:
+        """Stop polling after a bug: the iteration and every wait raise it."""
+        logger.error("monitor: stopped polling after an unexpected error", exc_info=exc)
+        self._crash = exc
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler is not asyncio.current_task():
+            scheduler.cancel()
+        for watched in list(self._runs.values()):
+            for waiter in watched.waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+        self._wake_iterator()
 
     async def _sleep_until(self, delay: float) -> None:
         poked = self._poke_future
@@ -839,6 +846,10 @@ class RunMonitor:
         except AutomationError as exc:
             # A run whose end was already seen keeps it: only the others fail.
             self._fail([w for w in automation.runs.values() if not w.settled], exc)
+        except Exception as exc:  # a bug: surface it, never loop on it
+            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # from the fetches' task group
+            self._crashed(exc)
         finally:
             automation.busy = False
             if not automation.runs and self._automations.get(automation.id) is automation:

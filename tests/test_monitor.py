@@ -35,6 +35,7 @@ from automation_sdk import (
     StepSpec,
     StepTransition,
     WaitTimeoutError,
+    _tracker,
 )
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
@@ -588,6 +589,28 @@ def test_no_leak_under_asyncio_debug(tmp_path: object) -> None:
         if "Executing <" not in line  # debug mode's slow-callback notices are timing, not leaks
     ]
     assert noise == [], done.stderr
+
+
+async def test_a_bug_surfaces_instead_of_looping(
+    sdk: AutomationClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error while polling stops the monitor: the stream and the waits raise it."""
+    automation = await chain(sdk, 1)
+    first, second = await start(sdk, automation, 2)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(_tracker.RunTracker, "accept", broken)
+    async with sdk.runs.monitor() as monitor:
+        monitor.add(automation.id, first.id)
+        waiting = asyncio.create_task(monitor.wait(automation.id, second.id))
+        with pytest.raises(TypeError, match="a bug"):
+            await anext(monitor)
+        with pytest.raises(TypeError, match="a bug"):
+            await waiting
+    assert "stopped polling after an unexpected error" in caplog.text
+    assert sdk_tasks() == set()
 
 
 # -- arguments -----------------------------------------------------------------------------
