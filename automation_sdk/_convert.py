@@ -138,7 +138,7 @@ def _unstructure_datetime(value: datetime) -> str:
 
 
 STEP_TABLE_SIZE: Final = 2048
-"""How many step definitions the intern table keeps (about 1.5 KB each)."""
+"""How many step definitions the intern table keeps (about 1 KB each with a short template)."""
 
 
 class _StepTable:

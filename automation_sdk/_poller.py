@@ -72,7 +72,10 @@ class RunWatch:
     :class:`RunTransition` if the run's status changed (always on the first
     snapshot). It ends right after the :class:`RunTransition` into FINISHED
     or FAILED; otherwise it raises. A snapshot older than the last accepted
-    one (by ``updated_at``) is ignored, so no event ever goes backwards.
+    one (by ``updated_at``), or a step's entry older than the one delivered,
+    is ignored, so no event ever goes backwards; a snapshot showing the run's
+    end is always taken, so the end is never missed (see "Stale snapshots" in
+    the guide for the rules, and for clocks that lie).
 
     Nothing is held open between events: iterating without ``async with``,
     breaking out of the loop or cancelling the task leaves nothing behind.

@@ -21,9 +21,10 @@ from __future__ import annotations
 import random
 from typing import Final
 
+from attrs import Attribute, frozen
 from attrs import field as attr_field
-from attrs import frozen, validators
 
+from ._config import check_bool, check_int, check_seconds
 from .errors import (
     APIStatusError,
     RateLimitError,
@@ -36,6 +37,22 @@ __all__ = ["RetryPolicy", "backoff", "retry_after_of", "should_retry"]
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
 _JITTER_FLOOR: Final = 0.5  # a jittered wait is between half and all of the base wait
+# 2.0 ** 1024 overflows; 2 ** 1000 times any usable wait_initial is past any wait_max.
+_MAX_DOUBLINGS: Final = 1000
+
+
+# Validators raising ConfigurationError (a ValueError, as attrs' own would be),
+# with a message naming the field and the values it takes.
+def _attempts(_: object, attribute: Attribute[int], value: object) -> None:
+    check_int(value, f"RetryPolicy.{attribute.name}", minimum=1)
+
+
+def _seconds(_: object, attribute: Attribute[float], value: object) -> None:
+    check_seconds(value, f"RetryPolicy.{attribute.name}")
+
+
+def _flag(_: object, attribute: Attribute[bool], value: object) -> None:
+    check_bool(value, f"RetryPolicy.{attribute.name}")
 
 
 @frozen(kw_only=True)
@@ -51,13 +68,17 @@ class RetryPolicy:
             many clients do not retry in lockstep.
         max_retry_after: The longest ``Retry-After`` the client waits for;
             beyond it the error is raised at once with ``retry_after`` set.
+
+    Raises:
+        ConfigurationError: ``attempts`` is not a whole number >= 1, a wait is
+            not a finite number of seconds >= 0, or ``jitter`` is not a bool.
     """
 
-    attempts: int = attr_field(default=5, validator=validators.ge(1))
-    wait_initial: float = attr_field(default=0.5, validator=validators.ge(0))
-    wait_max: float = attr_field(default=8.0, validator=validators.ge(0))
-    jitter: bool = True
-    max_retry_after: float = attr_field(default=60.0, validator=validators.ge(0))
+    attempts: int = attr_field(default=5, validator=_attempts)
+    wait_initial: float = attr_field(default=0.5, validator=_seconds)
+    wait_max: float = attr_field(default=8.0, validator=_seconds)
+    jitter: bool = attr_field(default=True, validator=_flag)
+    max_retry_after: float = attr_field(default=60.0, validator=_seconds)
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -93,7 +114,8 @@ def backoff(
     """The wait after the ``failures``-th failed try."""
     if retry_after is not None:
         return max(0.0, retry_after)
-    base: float = min(policy.wait_max, policy.wait_initial * 2.0 ** (failures - 1))
+    doublings = min(failures - 1, _MAX_DOUBLINGS)
+    base: float = min(policy.wait_max, policy.wait_initial * 2.0**doublings)
     if policy.jitter:
         return base * rng.uniform(_JITTER_FLOOR, 1.0)
     return base

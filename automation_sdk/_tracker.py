@@ -4,8 +4,9 @@ A tracker takes snapshots of a run in (the decoded body of ``GET run``) and
 says which events they give, in delivery order; it records what was handed to
 the consumer, so that its checkpoint is exact. :class:`~automation_sdk.RunWatch`
 drives one tracker with its own polls; a monitor of many runs drives one per
-run. Nothing here reads a clock except for the ``observed_at`` of events, which
-a caller may pass in, so that every rule is testable without a server.
+run. The only clock read is this machine's wall clock (the events'
+``observed_at`` and rule 4 below), and a caller may pass its reading in, so
+that every rule is testable without a server or a sleep.
 
 It keeps no history: the last snapshot accepted, the last status emitted and
 delivered per step and for the run, and the timestamps of the stale guard.
@@ -106,6 +107,7 @@ class RunTracker:
             self._emitted_run = self._delivered_run = cp.run_status
             self._updated_at = cp.updated_at
             self._emitted_steps = dict(cp.steps)
+            self._step_marks = dict(cp.step_updated_at)
             # The final event was delivered before: nothing is left to say.
             self._done = cp.run_status is not None and cp.run_status.is_terminal
 
@@ -154,6 +156,7 @@ class RunTracker:
             run_status=self._delivered_run,
             updated_at=self._updated_at,
             steps=self._delivered_steps(),
+            step_updated_at=self._step_marks,
         )
 
     def _delivered_steps(self) -> dict[uuid.UUID, StepStatus]:
@@ -240,7 +243,7 @@ class RunTracker:
         self._undelivered += events
         return events
 
-    def summary_changed(self, summary: RunSummary) -> bool:
+    def summary_changed(self, summary: RunSummary, *, now: datetime | None = None) -> bool:
         """Whether a run summary (status, ``updated_at``) says the run moved since the snapshot.
 
         True when no snapshot was accepted yet, when the summary shows the
@@ -249,6 +252,10 @@ class RunTracker:
         was already emitted or the summary says nothing a detail fetch would
         find new. A summary shows no step: whether its ``updated_at`` moves
         with step changes is for the caller to know.
+
+        Args:
+            summary: The run's entry in ``GET /automations/{id}/``.
+            now: This machine's clock (UTC) for rule 4; now when omitted.
         """
         if self.ended:
             return False
@@ -256,7 +263,7 @@ class RunTracker:
         mark = self._updated_at
         if run is None or mark is None or summary.status.is_terminal:
             return True
-        mark = self._believed(mark, _now() + MAX_CLOCK_AHEAD)
+        mark = self._believed(mark, (now if now is not None else _now()) + MAX_CLOCK_AHEAD)
         if summary.updated_at < mark:
             return False  # stale
         return summary.updated_at != run.updated_at or summary.status != run.status
@@ -266,7 +273,7 @@ class RunTracker:
         undelivered = self._undelivered
         if undelivered and undelivered[0] is event:
             del undelivered[0]
-        else:  # delivered out of order: still exact
+        else:  # handed out of order: found all the same
             for i, waiting in enumerate(undelivered):
                 if waiting is event:
                     del undelivered[i]
@@ -315,6 +322,8 @@ class RunTracker:
             if latest is not None and latest[step.id.int] != i:
                 continue  # a loop visited this step again later in the run
             taken = marks.get(step.id)
+            if taken is not None and taken > limit:  # from a checkpoint: clamped once (rule 4)
+                taken = marks[step.id] = self._believed(taken, limit)
             if not terminal and taken is not None and run_step.updated_at < taken:
                 continue  # an older entry of this step than the one taken: it stands
             marks[step.id] = self._believed(run_step.updated_at, limit)

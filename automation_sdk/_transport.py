@@ -8,6 +8,7 @@ that tests never wait in real time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -17,7 +18,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Final
-from urllib.parse import urlsplit
 
 import aiohttp
 from attrs import frozen
@@ -31,8 +31,8 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ClientClosedError,
-    ConfigurationError,
     ConflictError,
+    EventLoopMismatchError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -126,16 +126,7 @@ class Transport:
         clock: Clock,
         user_agent: str,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"base_url must be an http:// or https:// URL, got {base_url!r}; "
-                f"set it or {_paths.ENV_BASE_URL}"
-            )
-        if timeout <= 0:
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds, got {timeout!r}"
-            )
+        # Every argument was checked by automation_sdk._config (the client calls it).
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self.retry = retry
@@ -143,6 +134,7 @@ class Transport:
         self._token = token
         self._session = session
         self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._rng = random.Random()
         merged = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
@@ -161,14 +153,51 @@ class Transport:
         return self._closed
 
     def _get_session(self) -> aiohttp.ClientSession:
+        """The session, after checking that it can still be used from this loop."""
         if self._closed:
             raise ClientClosedError(
                 "this AutomationClient is closed; create a new one (a closed client cannot reopen)"
             )
+        # aiohttp binds a session to the loop it first runs on; another loop gets
+        # "Event loop is closed" or a hang from deep inside aiohttp, so check first.
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            state = "now closed" if self._loop.is_closed() else "still running"
+            raise EventLoopMismatchError(
+                "this AutomationClient was first used on another event loop (one that is "
+                f"{state}), and its HTTP session works on that loop only. Create one client "
+                "per event loop, inside it: e.g. 'async with AutomationClient() as client:' "
+                "inside the coroutine you pass to asyncio.run() (or inside each Celery task), "
+                "not at module level"
+            )
         if self._session is None:
             # Created on first use, so it binds to the loop that uses it.
             self._session = aiohttp.ClientSession()
+        elif self._session.closed:
+            if self._owns_session:
+                raise ClientClosedError(
+                    "this AutomationClient's HTTP session was closed; create a new client"
+                )
+            raise ClientClosedError(
+                "the aiohttp session this AutomationClient borrows (session=...) was closed by "
+                "its owner; keep it open while the client is in use, or let the client own "
+                "its session (omit session=)"
+            )
         return self._session
+
+    def _closed_during(self, method: str, url: str) -> ClientClosedError | None:
+        """The error for a try that failed because the client was closed meanwhile, if so."""
+        session = self._session
+        if not self._closed and (session is None or not session.closed):
+            return None
+        whom = "client was closed (aclose())" if self._closed else "borrowed session was closed"
+        return ClientClosedError(
+            f"{method} {url} was cut short: the {whom} while it was in flight. "
+            "Close the client only after its requests and watches are done (or cancel "
+            "them first)" + ("; the request may have taken effect" if method == "POST" else "")
+        )
 
     async def open(self) -> None:
         """Create the owned session now (inside the running loop)."""
@@ -227,7 +256,7 @@ class Transport:
             DeadlineExceeded: only when ``deadline`` is given.
         """
         policy = retry or self.retry
-        session = self._get_session()
+        self._get_session()  # a closed client or a wrong loop fails before any try
         url = self.base_url + path
 
         def stop(state: RetryCallState) -> bool:
@@ -276,9 +305,14 @@ class Transport:
                         if timeout <= 0:
                             raise DeadlineExceeded(last)
                     try:
-                        return await self._once(session, method, path, url, json_body, timeout)
+                        return await self._once(
+                            self._get_session(), method, path, url, json_body, timeout
+                        )
                     except Exception as exc:
                         last = exc
+                        closed = self._closed_during(method, url)
+                        if closed is not None:
+                            raise closed from exc
                         raise
         except (APIStatusError, TransportError, ResponseValidationError) as exc:
             if (

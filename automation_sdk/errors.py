@@ -3,9 +3,10 @@
 ::
 
     AutomationError
-    ├── ConfigurationError          (also ValueError)   no token, a bad base URL
-    ├── InvalidArgumentError        (also ValueError)   bad id, edge to no step, bad checkpoint
-    ├── ClientClosedError           (also RuntimeError) a call on a closed client
+    ├── ConfigurationError          (also ValueError)   no token, a bad base URL, timeout or retry
+    ├── InvalidArgumentError        (also ValueError)   bad id, spec or input, bad checkpoint
+    ├── ClientClosedError           (also RuntimeError) a call on a closed client or session
+    ├── EventLoopMismatchError      (also RuntimeError) a client used from a second event loop
     ├── APIStatusError                                   the server answered 4xx/5xx
     │   ├── BadRequestError                400
     │   ├── AuthenticationError            401
@@ -26,6 +27,9 @@ Every error carries ``method`` and ``url`` when it comes from a request, and
 ``run_ids`` when it ended runs of a monitor. Messages
 say what happened, to which request, and what to do; they never contain the
 API token.
+
+One warning: :class:`InsecureURLWarning` (a ``UserWarning``), when the client
+is built with a plain ``http://`` URL to a host other than this machine.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
+    "EventLoopMismatchError",
+    "InsecureURLWarning",
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -86,15 +92,52 @@ class AutomationError(Exception):
 
 
 class ConfigurationError(AutomationError, ValueError):
-    """The client was configured in a way that cannot work (no token, a bad URL)."""
+    """The client or a :class:`~automation_sdk.RetryPolicy` is configured in a way that cannot work.
+
+    Raised when the object is built, before anything is sent: no token, a
+    token, org id or header holding a control character, a base URL with a
+    query, fragment or password, a timeout or retry value that is not a
+    finite number in its range.
+    """
 
 
 class InvalidArgumentError(AutomationError, ValueError):
-    """An argument was rejected before any request was sent."""
+    """An argument was rejected before any request was sent.
+
+    A malformed id, a :class:`~automation_sdk.StepSpec` or
+    :class:`~automation_sdk.EdgeSpec` of the wrong form, or an input JSON
+    cannot carry (NaN, a set, bytes, a datetime, a cycle, ...): the message
+    names where, e.g. ``inputs.a[2]: NaN cannot be sent as JSON``.
+    """
 
 
 class ClientClosedError(AutomationError, RuntimeError):
-    """A request was made on a client that was already closed."""
+    """A request was made on a closed client, or its HTTP session was closed under it.
+
+    Either :meth:`~automation_sdk.AutomationClient.aclose` was called (before
+    or during the request), or the ``aiohttp`` session the client borrows was
+    closed by its owner. Make a new client, or close it only once its requests
+    and watches are done.
+    """
+
+
+class EventLoopMismatchError(AutomationError, RuntimeError):
+    """A client was used from another event loop than the one its HTTP session was opened on.
+
+    An ``aiohttp`` session belongs to one event loop. Code that calls
+    ``asyncio.run()`` per job (a Celery task, a script's helper) must make one
+    client per loop: create it inside the coroutine that ``asyncio.run`` runs,
+    with ``async with``.
+    """
+
+
+class InsecureURLWarning(UserWarning):
+    """The base URL is plain ``http://`` to another machine: the token travels unencrypted.
+
+    Issued once per client, when it is built; never for ``https://`` or for
+    loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``). Silence it with
+    ``warnings.filterwarnings("ignore", category=InsecureURLWarning)``.
+    """
 
 
 class _RequestError(AutomationError):

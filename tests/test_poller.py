@@ -450,6 +450,25 @@ async def test_a_step_never_goes_backwards_under_an_equal_run_timestamp(
     ]
 
 
+async def test_a_resumed_watch_never_moves_a_step_backwards(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """After a resume, a step's entry older than the one delivered before is ignored too."""
+    script = Script(mock, clock, snap("RUNNING", 5, start="FINISHED", draft="FINISHED"))
+    first = client.runs.watch(AUTOMATION_ID, RUN_ID)
+    assert [show(await anext(first)) for _ in range(3)] == [
+        "start:->FINISHED",
+        "draft:->FINISHED",
+        "run:->RUNNING",
+    ]
+    script.add(
+        restamped(snap("RUNNING", 5, start="FINISHED", draft="RUNNING"), "draft", 3),
+        snap("FINISHED", 6, start="FINISHED", draft="FINISHED"),
+    )
+    resumed = client.runs.watch(AUTOMATION_ID, RUN_ID, resume_from=first.checkpoint())
+    assert await shown(resumed) == ["run:RUNNING>FINISHED"]
+
+
 async def test_the_end_of_a_run_is_taken_whatever_its_timestamp(
     client: AutomationClient, mock: aioresponses, clock: FakeClock
 ) -> None:

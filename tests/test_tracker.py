@@ -189,3 +189,28 @@ def test_events_carry_the_time_they_were_observed() -> None:
     )
     assert [e.observed_at for e in events] == [seen, seen]
     assert isinstance(events[0], StepTransition)
+
+
+def test_summary_changed_does_not_believe_a_clock_far_ahead() -> None:
+    """After a snapshot from 2099, a summary later than now + MAX_CLOCK_AHEAD asks for a fetch."""
+    t = tracker()
+    take(t, snap("RUNNING", FAR, draft="RUNNING"), now=T0)
+    soon = T0 + MAX_CLOCK_AHEAD
+    assert not t.summary_changed(summary("RUNNING", 60), now=soon)
+    later = (MAX_CLOCK_AHEAD + timedelta(seconds=1)).total_seconds()
+    assert t.summary_changed(summary("RUNNING", later), now=soon)
+
+
+def test_a_checkpoint_with_a_step_stamped_far_ahead_recovers() -> None:
+    """A step time from 2099 in a checkpoint counts as now + MAX_CLOCK_AHEAD, once."""
+    t = tracker()
+    for event in t.accept(snap("RUNNING", 1, draft="RUNNING"), status=200, method="GET", url=URL):
+        t.deliver(event)
+    doc = json.loads(t.checkpoint())
+    doc["step_updated_at"] = dict.fromkeys(doc["step_updated_at"], "2099-01-01T00:00:00+00:00")
+    resumed = tracker(json.dumps(doc))
+    assert take(resumed, snap("RUNNING", 2, draft="FINISHED"), now=T0) == []
+    later = (MAX_CLOCK_AHEAD + timedelta(seconds=1)).total_seconds()
+    assert take(
+        resumed, snap("RUNNING", later, draft="FINISHED"), now=T0 + timedelta(seconds=2)
+    ) == ["draft:RUNNING>FINISHED"]
