@@ -291,6 +291,8 @@ class RunMonitor:
         self._automations: dict[uuid.UUID, _Automation] = {}
         self._runs: dict[uuid.UUID, _Watched] = {}
         self._ended: dict[uuid.UUID, str] = {}  # checkpoints of runs that left the monitor
+        # Runs ended by an error not raised yet: their earlier events are still queued.
+        self._failed: dict[uuid.UUID, _Watched] = {}
         self._listed = 0  # runs in the stream (added, not ended)
         self._queue: deque[_QueueItem] = deque()
         self._timed: set[tuple[_Watched, _Waiter]] = set()
@@ -367,9 +369,11 @@ class RunMonitor:
             existing.seen = None
             self._listed += 1
             self._ended.pop(rid, None)
+            self._failed.pop(rid, None)
             self._poke()
             return
         self._ended.pop(rid, None)
+        self._failed.pop(rid, None)
         if tracker.done:
             # The checkpoint's final event was delivered: nothing is left to say.
             self._ended[rid] = tracker.checkpoint()
@@ -385,6 +389,7 @@ class RunMonitor:
         aid = to_uuid(automation_id, "automation_id")
         rid = to_uuid(run_id, "run_id")
         self._ended.pop(rid, None)
+        self._failed.pop(rid, None)
         watched = self._runs.get(rid)
         if watched is None or watched.automation_id != aid or watched.mode == _WAIT:
             return
@@ -410,7 +415,9 @@ class RunMonitor:
         """
         rid = to_uuid(run_id, "run_id")
         watched = self._runs.get(rid)
-        if watched is not None and watched.mode != _WAIT:
+        if watched is None or watched.mode == _WAIT:
+            watched = self._failed.get(rid)
+        if watched is not None:
             return watched.tracker.checkpoint()
         ended = self._ended.get(rid)
         if ended is not None:
@@ -582,7 +589,9 @@ class RunMonitor:
         if isinstance(item, AutomationError):
             runs = target if isinstance(target, tuple) else (target,)
             for watched in runs:
-                self._ended[watched.run_id] = watched.tracker.checkpoint()
+                if self._failed.get(watched.run_id) is watched:
+                    del self._failed[watched.run_id]
+                    self._ended[watched.run_id] = watched.tracker.checkpoint()
             if len(runs) == 1:
                 item.checkpoint = runs[0].tracker.checkpoint()
             raise item
@@ -681,6 +690,7 @@ class RunMonitor:
             if watched.mode != _WAIT:
                 listed.append(watched)
                 self._listed -= 1
+                self._failed[watched.run_id] = watched
             watched.settled = True
             self._untrack(watched)
         if listed:

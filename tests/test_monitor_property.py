@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 from aioresponses import CallbackResult, aioresponses
-from hypothesis import given, register_random, settings
+from hypothesis import example, given, register_random, settings
 from hypothesis import strategies as st
 from test_poller_property import STEP_IDS, Logged, Version, at, check, histories
 from yarl import URL
@@ -261,6 +261,14 @@ def _ended(checkpoint: str | None) -> bool:
 
 
 @settings(max_examples=40, deadline=None)
+@example(  # a run failing for good while the consumer is away: its checkpoint stays readable
+    runs=[[Version(0.0, 0, "NEW", ()), Version(1.0, 1, "FINISHED", ())]] * 2,
+    outcomes=[("ok", 0), ("ok", 0), ("503", 0), ("503", 0), ("503", 0)],
+    stops=[1],
+    strategy="auto",
+    moves_on_steps=False,
+    max_pending=1,
+)
 @given(
     runs=st.lists(histories(), min_size=2, max_size=4),
     outcomes=st.lists(
