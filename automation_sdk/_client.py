@@ -18,6 +18,9 @@ from ._version import __version__
 __all__ = ["AutomationClient"]
 
 _DEFAULT_RETRY = RetryPolicy()
+# The API does not paginate runs.list: an automation with a thousand runs of ten
+# steps, each with a few kB of LLM output, answers several MiB.
+_DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class AutomationClient:
@@ -44,13 +47,18 @@ class AutomationClient:
             ``Authorization``).
         clock: The clock every wait goes through (retry backoff, polling,
             deadlines); :class:`automation_sdk.testing.FakeClock` in tests.
+        max_response_bytes: The largest answer body the client reads, counted
+            after decompression (16 MiB by default). Reading stops as soon as
+            a body passes it, with :class:`~automation_sdk.errors.ResponseTooLargeError`,
+            so that no answer can fill memory.
 
     Raises:
         ConfigurationError: no token was given or found; the token, org id or
             a header holds a control character; the base URL has a query,
             fragment, user name or password, no host, or another scheme than
             http(s); the timeout is not a finite number of seconds above 0;
-            ``retry``, ``session`` or ``clock`` is of the wrong type.
+            ``retry``, ``session`` or ``clock`` is of the wrong type;
+            ``max_response_bytes`` is not a whole number >= 1.
 
     Warns:
         InsecureURLWarning: the base URL is plain ``http://`` to a host other
@@ -68,6 +76,7 @@ class AutomationClient:
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         # Every value is checked here, so that no request can fail on configuration.
         checked_token = _config.token(
@@ -102,6 +111,9 @@ class AutomationClient:
             headers=_config.headers(headers),
             clock=clock or SystemClock(),
             user_agent=f"automation-sdk/{__version__}",
+            max_response_bytes=_config.check_int(
+                max_response_bytes, "max_response_bytes", minimum=1
+            ),
         )
         self.automations = Automations(self._transport)
         """Create and read automations."""

@@ -25,7 +25,7 @@ from ._monitor import (
     cancel_after_timeout,
 )
 from ._poller import RunWatch, wait
-from .errors import InvalidArgumentError, WaitTimeoutError
+from .errors import InvalidArgumentError, ResponseValidationError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from ._transport import Transport
@@ -68,13 +68,18 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(
-            response.data,
-            cls,
-            status=response.status,
-            method=method,
-            url=self._transport.base_url + path,
-        )
+        try:
+            return parse(
+                response.data,
+                cls,
+                status=response.status,
+                method=method,
+                url=self._transport.base_url + path,
+            )
+        except ResponseValidationError as exc:
+            # Its problems may quote a server value that echoes the token.
+            self._transport.scrub(exc)
+            raise
 
 
 class Automations(_Resource):

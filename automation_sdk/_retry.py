@@ -19,6 +19,8 @@ The rules (see the docs' "Errors and retries" page):
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Final
 
 from attrs import Attribute, frozen
@@ -33,7 +35,7 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["RetryPolicy", "backoff", "retry_after_of", "should_retry"]
+__all__ = ["RetryPolicy", "backoff", "parse_retry_after", "retry_after_of", "should_retry"]
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
 _JITTER_FLOOR: Final = 0.5  # a jittered wait is between half and all of the base wait
@@ -81,6 +83,26 @@ class RetryPolicy:
     max_retry_after: float = attr_field(default=60.0, validator=_seconds)
 
 
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
+
+
 def retry_after_of(exc: BaseException) -> float | None:
     """The ``Retry-After`` an error carries, if any."""
     if isinstance(exc, RateLimitError | ServerError):
@@ -104,7 +126,7 @@ def should_retry(exc: BaseException, *, idempotent: bool, policy: RetryPolicy) -
     if isinstance(exc, ResponseValidationError):
         # A body that is not JSON at all is most often cut short on the way;
         # a JSON body of the wrong shape will not get better on a retry.
-        return idempotent and getattr(exc, "_garbled", False)
+        return idempotent and exc.not_json
     return False
 
 
