@@ -15,11 +15,13 @@ per *automation*. Its plan for each automation is one of two:
 ``strategy="auto"`` weighs the two from measured sizes after each summary: the
 summary's bytes (its entries times the bytes of one) against the bytes of one
 detail times the watched runs. The API does not say whether a summary's
-``updated_at`` moves when only a step changes; a detail whose steps changed
-later than its run's ``updated_at``, or a summary older than a detail already
-seen, shows that it does not, and from then on the runs of that automation
-watched for step events are fetched on their own cadence (the summary still
-tells when a run needing only its end has ended).
+``updated_at`` moves when only a step changes. Until it has seen it move on a
+step change alone, the monitor also fetches one run per tick that the summary
+did not point at; a detail whose steps changed later than its run's
+``updated_at``, or a summary older than a detail already seen, shows that it
+does not, and from then on the runs of that automation watched for step events
+are fetched on their own cadence (the summary still tells when a run needing
+only its end has ended).
 
 One scheduler task owns the timing; each tick of an automation runs in its own
 task; everything waits on the client's clock. Events go through one bounded
