@@ -29,6 +29,7 @@ from ._models import (
     StepStatus,
     StepType,
 )
+from ._monitor import RunMonitor
 from ._poller import RunWatch
 from ._resources import Automations, Runs
 from ._retry import RetryPolicy
@@ -86,6 +87,7 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "RunFailedError",
+    "RunMonitor",
     "RunStatus",
     "RunStep",
     "RunSummary",

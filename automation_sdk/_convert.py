@@ -54,6 +54,7 @@ __all__ = [
     "from_json",
     "parse",
     "structure",
+    "summary_states",
     "to_dict",
     "unstructure",
 ]
@@ -643,3 +644,27 @@ def event_from_json(text: str | bytes) -> WatchEvent:
     if not isinstance(data, dict):
         raise InvalidArgumentError(f"event_from_json(): expected a JSON object, got {_short(data)}")
     return event_from_dict(data)
+
+
+def summary_states(data: object) -> dict[str, tuple[str, str]] | None:
+    """``{run id: (status, updated_at)}`` from an Automation answer's ``sessions``, unparsed.
+
+    Only the two fields that say whether a run moved are read, as raw strings,
+    so that a summary of thousands of runs costs no structuring. None when the
+    answer is not an object with a ``sessions`` array; an entry whose id,
+    status or ``updated_at`` is not a string is left out (the run then counts
+    as not listed).
+    """
+    if type(data) is not dict:
+        return None
+    sessions = data.get("sessions")
+    if type(sessions) is not list:
+        return None
+    states: dict[str, tuple[str, str]] = {}
+    for entry in sessions:
+        if type(entry) is not dict:
+            continue
+        run_id, status, updated_at = entry.get("id"), entry.get("status"), entry.get("updated_at")
+        if type(run_id) is str and type(status) is str and type(updated_at) is str:
+            states[run_id.lower()] = (status, updated_at)
+    return states

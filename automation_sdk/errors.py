@@ -25,7 +25,8 @@
     └── WaitTimeoutError            (also TimeoutError)  a watch or wait passed its deadline
 
 Every error carries ``method`` and ``url`` when it comes from a request, and
-``checkpoint`` when it escaped a watch (so the watch can be resumed). Messages
+``checkpoint`` when it escaped a watch (so the watch can be resumed), and
+``run_ids`` when it ended runs of a monitor. Messages
 say what happened, to which request, and what to do; they never contain the
 API token.
 
@@ -35,6 +36,7 @@ is built with a plain ``http://`` URL to a host other than this machine.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -79,9 +81,13 @@ class AutomationError(Exception):
         message: The message, as ``str(exc)`` gives it.
         checkpoint: When the error escaped a watch, the watch's checkpoint at
             that moment (a JSON string to pass as ``resume_from``); else None.
+        run_ids: When the error ended runs of a :class:`~automation_sdk.RunMonitor`,
+            the ids of those runs (their checkpoints stay readable with
+            ``monitor.checkpoint(run_id)``); else empty.
     """
 
     checkpoint: str | None = None
+    run_ids: tuple[uuid.UUID, ...] = ()
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
