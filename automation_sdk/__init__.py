@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ._client import AutomationClient
     from ._clock import Clock, SystemClock
     from ._config import Timeout
-    from ._events import RunTransition, StepTransition
+    from ._convert import event_from_dict, event_from_json
+    from ._events import RunTransition, StepTransition, WatchEvent
     from ._models import (
         Automation,
         AutomationVersion,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         StepStatus,
         StepType,
     )
+    from ._monitor import RunMonitor
     from ._poller import RunWatch
     from ._resources import Automations, Runs
     from ._retry import RetryPolicy
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         ResponseValidationError,
         RunFailedError,
         ServerError,
+        StepNotFoundError,
         TransportError,
         UnprocessableEntityError,
         ValidationDetail,
@@ -90,6 +93,7 @@ __all__ = [
     "RetryPolicy",
     "Run",
     "RunFailedError",
+    "RunMonitor",
     "RunStatus",
     "RunStep",
     "RunSummary",
@@ -99,6 +103,7 @@ __all__ = [
     "ServerError",
     "Step",
     "StepEdge",
+    "StepNotFoundError",
     "StepSpec",
     "StepStatus",
     "StepTransition",
@@ -109,7 +114,10 @@ __all__ = [
     "UnprocessableEntityError",
     "ValidationDetail",
     "WaitTimeoutError",
+    "WatchEvent",
     "__version__",
+    "event_from_dict",
+    "event_from_json",
 ]
 
 # Each public name and the private module that defines it. The package imports
@@ -142,6 +150,7 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "._retry",
     "Run": "._models",
     "RunFailedError": ".errors",
+    "RunMonitor": "._monitor",
     "RunStatus": "._models",
     "RunStep": "._models",
     "RunSummary": "._models",
@@ -151,6 +160,7 @@ _EXPORTS: dict[str, str] = {
     "ServerError": ".errors",
     "Step": "._models",
     "StepEdge": "._models",
+    "StepNotFoundError": ".errors",
     "StepSpec": "._models",
     "StepStatus": "._models",
     "StepTransition": "._events",
@@ -161,7 +171,10 @@ _EXPORTS: dict[str, str] = {
     "UnprocessableEntityError": ".errors",
     "ValidationDetail": ".errors",
     "WaitTimeoutError": ".errors",
+    "WatchEvent": "._events",
     "__version__": "._version",
+    "event_from_dict": "._convert",
+    "event_from_json": "._convert",
 }
 
 

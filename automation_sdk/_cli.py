@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--file",
         required=True,
         help='spec file ("-" for stdin): {"name", "description", "steps": [{"name", '
-        '"step_type", "prompt_template", "id"?}], "transitions": [{"source", "target", '
-        '"label"?}]}',
+        '"step_type", "prompt_template"?, "id"?}], "edges"?: [{"source", "target", '
+        '"label"?}]} ("transitions" is the deprecated name of "edges")',
     )
     get_a = _api_parser(a_sub, "get", "show an automation and its runs", _api(_automations_get))
     get_a.add_argument("automation_id", help="the automation's id (a UUID)")
@@ -313,87 +313,33 @@ def _kind(value: object) -> str:
     return names.get(type(value), "a number" if isinstance(value, int | float) else "a value")
 
 
-class _Spec:
-    """Reads a spec document, naming the place of the first problem (``steps[1].name``)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, where: str, message: str) -> NoReturn:
-        raise _UsageError(f"the spec file {self.path} is not a valid spec: {where} {message}")
-
-    def obj(self, value: object, where: str, example: str) -> dict[str, object]:
-        if not isinstance(value, dict):
-            self.fail(where, f"must be an object like {example}, got {_kind(value)}")
-        return value
-
-    def items(self, obj: Mapping[str, object], key: str, where: str) -> list[object]:
-        value = obj.get(key, [])
-        if not isinstance(value, list):
-            self.fail(f"{where}{key}", f"must be an array, got {_kind(value)}")
-        return value
-
-    def text(
-        self, obj: Mapping[str, object], key: str, where: str, *, default: str | None = None
-    ) -> str:
-        if key not in obj and default is not None:
-            return default
-        if key not in obj:
-            self.fail(f"{where}{key}", "is missing")
-        value = obj[key]
-        if not isinstance(value, str):
-            self.fail(f"{where}{key}", f"must be a string, got {_kind(value)}")
-        return value
-
-
 def _load_spec(path: str) -> tuple[str, str, list[StepSpec], list[EdgeSpec]]:
-    from ._models import EdgeSpec, StepSpec
+    from ._convert import StructureFailed, structure
+    from ._spec_file import SpecFile
     from .errors import InvalidArgumentError
 
     what = f"the spec file {path}"
-    spec = _Spec(path)
-    doc = spec.obj(_parse_json(_read_text(path, what), what), "the document", '{"name": ...}')
-    name = spec.text(doc, "name", "")
-    description = spec.text(doc, "description", "", default="")
-    if "steps" not in doc:
-        spec.fail("the field 'steps'", "is missing")
-    step_docs = spec.items(doc, "steps", "")
-    edge_docs = spec.items(doc, "transitions", "")
+    data = _parse_json(_read_text(path, what), what)
+    if not isinstance(data, dict):
+        raise _UsageError(f"{what} must hold a JSON object, got {_kind(data)}")
     try:
-        steps = []
-        for i, item in enumerate(step_docs):
-            where = f"steps[{i}]."
-            step = spec.obj(item, f"steps[{i}]", '{"name": ..., "step_type": ...}')
-            template = spec.obj(
-                step.get("prompt_template", {}),
-                f"{where}prompt_template",
-                '{"type": "text", "text": "..."}',
-            )
-            step_id = step.get("id")
-            if step_id is not None and not isinstance(step_id, str):
-                spec.fail(f"{where}id", f"must be a string (a UUID), got {_kind(step_id)}")
-            steps.append(
-                StepSpec(
-                    name=spec.text(step, "name", where),
-                    step_type=spec.text(step, "step_type", where),
-                    prompt_template=template,  # type: ignore[arg-type]
-                    id=step_id,
-                )
-            )
-        edges = []
-        for i, item in enumerate(edge_docs):
-            where = f"transitions[{i}]."
-            edge = spec.obj(item, f"transitions[{i}]", '{"source": ..., "target": ...}')
-            edges.append(
-                EdgeSpec(
-                    source=spec.text(edge, "source", where),
-                    target=spec.text(edge, "target", where),
-                    label=spec.text(edge, "label", where, default=""),
-                )
-            )
-    except (InvalidArgumentError, ValueError, TypeError) as exc:
+        spec = structure(data, SpecFile)
+    except StructureFailed as exc:
+        problems = "; ".join(
+            p.replace(": required field missing", ": the field is missing") for p in exc.problems
+        )
+        if "prompt_template" in problems:
+            problems += '; a prompt_template is an object like {"type": "text", "text": "..."}'
+        raise _UsageError(f"{what} is not a valid spec: {problems}") from None
+    except (InvalidArgumentError, ValueError, TypeError, RecursionError) as exc:
         raise _UsageError(f"{what} is not a valid spec: {exc}") from None
-    return name, description, steps, edges
+    edges = spec.edges
+    if spec.transitions is not None:
+        if edges is not None:
+            raise _UsageError(f'{what} has both "edges" and "transitions"; keep "edges" only')
+        _warn(f'{what}: "transitions" is deprecated; rename it "edges"')
+        edges = spec.transitions
+    return spec.name, spec.description, list(spec.steps), list(edges or ())
 
 
 def _inputs(pairs: Sequence[str], raw: str | None) -> dict[str, JSONValue]:
@@ -441,10 +387,9 @@ def _print_json(data: object, out: IO[str]) -> None:
     out.flush()
 
 
-def _json_data(value: object) -> object:
-    from ._convert import unstructure
-
-    return unstructure(value)
+def _json_data(value: Any) -> object:
+    """The JSON form of a model or an event: its ``to_dict()``."""
+    return value.to_dict()
 
 
 def _automation_lines(automation: Automation) -> list[str]:
@@ -549,7 +494,7 @@ async def _automations_create(args: argparse.Namespace, out: IO[str]) -> int:
     name, description, steps, edges = _load_spec(args.file)  # before the client: usage first
     async with _client(args) as client:
         automation = await client.automations.create(
-            name=name, description=description, steps=steps, transitions=edges
+            name=name, description=description, steps=steps, edges=edges
         )
     return _print_automation(automation, args, out)
 
@@ -697,7 +642,7 @@ async def _follow(
     """Watch a run to its end: live progress, plain lines, or NDJSON; return the exit code."""
     from ._events import RunTransition
     from ._models import RunStatus
-    from ._progress import event_json, make_progress
+    from ._progress import make_progress
 
     progress = make_progress(out, live=live) if live or plain else None
     final: RunStatus | None = None
@@ -707,7 +652,7 @@ async def _follow(
                 if progress is not None:
                     progress.update(event, watch.run)
                 else:
-                    _print_json(event_json(event), out)
+                    _print_json(_json_data(event), out)
                 if isinstance(event, RunTransition):
                     final = event.status
                 if checkpoint_file:
@@ -790,7 +735,7 @@ async def _demo_run(args: argparse.Namespace, out: IO[str], timeout: float) -> i
                 name="demo-pitch",
                 description="Research a company and write a pitch",
                 steps=steps,
-                transitions=edges,
+                edges=edges,
             )
             run = await client.runs.create(automation.id, inputs={"company": args.company})
             if not as_json:
@@ -834,6 +779,11 @@ def _one_line(text: str) -> str:
         c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
         for c in text
     )
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"automation-sdk: warning: {_one_line(message)}\n")
+    sys.stderr.flush()
 
 
 def _fail(message: str, code: int, secrets: Sequence[str] = ()) -> int:

@@ -174,7 +174,8 @@ def test_a_spec_error_says_where_and_shows_the_right_form(
     """The message names the field's place and, for a prompt, the form it takes."""
     path = spec(tmp_path, SPECS["prompt_template a string"])
     _, _, err = cli(capsys, "automations", "create", "--file", path)
-    assert 'steps[0].prompt_template must be an object like {"type": "text", "text": "..."}' in err
+    assert "steps[0].prompt_template: expected a JSON object, got str" in err
+    assert 'a prompt_template is an object like {"type": "text", "text": "..."}' in err
     _, _, err = cli(capsys, "automations", "create", "--file", spec(tmp_path, SPECS["not UTF-8"]))
     assert "is not UTF-8 text" in err
 
@@ -241,7 +242,7 @@ def test_a_checkpoint_write_failing_mid_watch_is_one_line(
     )
     assert_one_line(err, code, 2)
     assert f"cannot write the checkpoint {path}" in err
-    assert json.loads(out.splitlines()[0])["event"] in ("run", "step")
+    assert json.loads(out.splitlines()[0])["type"] in ("run_transition", "step_transition")
 
 
 # -- hostile servers: exit 3, or valid output -------------------------------------------------

@@ -32,7 +32,13 @@ What it does, in short (each module's docstring has the details):
   when the step would start running: the deterministic way to make a run fail;
 - 409 for user input to a run that is not WAITING_FOR_USER_INPUT, and for
   cancelling a run that already ended (FINISHED or FAILED);
-- faults (:class:`Faults`) are off by default, seeded and reproducible.
+- faults (:class:`Faults`) are off by default, seeded and reproducible;
+- step durations are fixed or drawn per step (:class:`StepDurations`), and a
+  run's ``updated_at`` moves on every change or only on its own status
+  changes (``updated_at_on_steps``);
+- outside the API, ``GET /_emulator/stats`` counts the requests per route and
+  ``GET /_emulator/history`` lists every status each run and step took, with
+  the server's time (also :attr:`Emulator.request_counts`, :meth:`Emulator.history`).
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._admin import RecordedTransition
     from ._app import RecordedRequest
     from ._defaults import DEFAULT_ORGANISATION_ID, DEFAULT_STEP_DURATION, DEFAULT_TOKEN
+    from ._durations import StepDurations
     from ._emulator import Emulator
     from ._faults import Faults
     from ._serve import add_arguments, banner, main, run_from_args, run_server, serve
@@ -54,6 +62,8 @@ __all__ = [
     "Emulator",
     "Faults",
     "RecordedRequest",
+    "RecordedTransition",
+    "StepDurations",
     "add_arguments",
     "banner",
     "main",
@@ -72,6 +82,8 @@ _EXPORTS: dict[str, str] = {
     "Emulator": "._emulator",
     "Faults": "._faults",
     "RecordedRequest": "._app",
+    "RecordedTransition": "._admin",
+    "StepDurations": "._durations",
     "add_arguments": "._serve",
     "banner": "._serve",
     "main": "._serve",
