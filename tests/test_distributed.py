@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import aiohttp
 import pytest
 from arq import Retry, create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -37,7 +38,7 @@ from arq.constants import retry_key_prefix
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from automation_sdk import AutomationClient, EdgeSpec, Run, RunStatus, StepSpec, StepType
+from automation_sdk import AutomationClient, EdgeSpec, Run, StepSpec, StepType
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
 
@@ -46,9 +47,12 @@ EXAMPLES = ROOT / "docs" / "examples"
 TOKEN = "distributed-test"
 RUNS = 60
 WORKERS = 3
-STEP_DURATION = 4.0  # each state of a step lasts 2 s: ten polls at least, even on a busy machine
+HELD_EMULATOR = Path(__file__).resolve().parent / "_held_emulator.py"
+STEP_DURATION = 4.0  # on the emulator's held clock: a state lasts until the test moves it on
 POLL_INTERVAL = 0.25
 SEGMENT = 2.0  # arq's job_timeout is 4 s, so a killed worker's runs move on 14 s later
+STARTUP = 120.0  # bounds, not durations: a busy machine starts Python processes slowly
+PHASE = 120.0  # how long one step of the test may take before it fails, printing the logs
 
 
 def _load_example() -> ModuleType:
@@ -283,6 +287,20 @@ def expected_transitions(run: Run) -> list[Transition]:
 def _as_transition(fields: dict[str, str]) -> Transition:
     name = "run" if fields["kind"] == "run" else fields["step_name"]
     return (name, fields["previous"], fields["status"])
+
+
+async def _history(http: aiohttp.ClientSession, url: str, run_id: object) -> list[Transition]:
+    """The emulator's record of every status a run and its steps took, as transitions."""
+    async with http.get(f"{url}/_emulator/history", params={"run_id": str(run_id)}) as reply:
+        reply.raise_for_status()
+        records = (await reply.json())["transitions"]
+    seen: dict[str, str] = {}
+    transitions = []
+    for record in records:
+        name = record["step_name"] or "run"
+        transitions.append((name, seen.get(name, ""), record["status"]))
+        seen[name] = record["status"]
+    return transitions
 
 
 async def _stream(redis: Redis, run_id: object) -> list[dict[str, str]]:
@@ -527,21 +545,12 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
     began = time.monotonic()
     processes.start(
         "emulator",
-        [
-            sys.executable,
-            "-m",
-            "automation_sdk.emulator",
-            "--port",
-            "0",
-            "--token",
-            TOKEN,
-            "--step-duration",
-            str(STEP_DURATION),
-            "--seed",
-            "11",
-        ],
+        [sys.executable, str(HELD_EMULATOR), TOKEN, str(STEP_DURATION), "11"],
     )
-    url = (await _log_line(processes, r"listening on (http://127\.0\.0\.1:\d+)", 20)).group(1)
+    url = (await _log_line(processes, r"listening on (http://127\.0\.0\.1:\d+)", STARTUP)).group(1)
+    clock_url = (await _log_line(processes, r"clock on (http://127\.0\.0\.1:\d+)", STARTUP)).group(
+        1
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(EXAMPLES),
@@ -558,10 +567,13 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
         worker = processes.start(
             f"worker{n}", [sys.executable, "-m", "arq", "arq_worker.WorkerSettings"], env
         )
-        await _log_line(processes, r"Starting worker for 1 functions", 30)
+        await _log_line(processes, r"Starting worker for 1 functions", STARTUP)
         workers[worker.pid] = worker
 
-    async with AutomationClient(TOKEN, base_url=url) as client:
+    async with (
+        AutomationClient(TOKEN, base_url=url) as client,
+        aiohttp.ClientSession() as http,
+    ):
         automation = await client.automations.create(
             name="refund",
             steps=[
@@ -583,30 +595,47 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
             runs.append(run.id)
 
         async def read(run_id: object) -> list[dict[str, str]]:
-            return [f async for f in arq_worker.progress(arq_redis, run_id, block=60)]
+            return [f async for f in arq_worker.progress(arq_redis, run_id, block=PHASE)]
 
         # What the page's reader shows, read live (XREAD BLOCK) across the kill.
         readers = [asyncio.create_task(read(run_id)) for run_id in runs]
         try:
 
-            async def last_entries() -> list[dict[str, str]]:
+            async def last_entries() -> list[Transition | None]:
                 async with arq_redis.pipeline(transaction=False) as pipe:
                     for run_id in runs:
                         pipe.xrevrange(arq_worker.events_key(run_id), count=1)
                     replies = await pipe.execute()
                 return [
-                    {k.decode(): v.decode() for k, v in reply[0][1].items()} if reply else {}
+                    _as_transition({k.decode(): v.decode() for k, v in reply[0][1].items()})
+                    if reply
+                    else None
                     for reply in replies
                 ]
 
-            async def all_waiting() -> bool:
-                return all(
-                    e.get("kind") == "run" and e["status"] == RunStatus.WAITING_FOR_USER_INPUT.value
-                    for e in await last_entries()
-                )
+            async def published(last: Transition) -> None:
+                """Wait until every run's stream ends with ``last``: each worker has seen it."""
 
+                async def everywhere() -> bool:
+                    return all(e == last for e in await last_entries())
+
+                await _until(f"every stream ending {last}", everywhere, PHASE, processes)
+
+            async def advance(seconds: float, then: Transition) -> None:
+                """Let the emulator's runs move on by ``seconds``; wait until all published it."""
+                async with http.post(f"{clock_url}/advance", params={"seconds": seconds}) as reply:
+                    reply.raise_for_status()
+                await published(then)
+
+            # A state lasts until the clock moves, and the clock moves only once every run's
+            # stream shows the state: however slow the workers, none can be missed.
+            half = STEP_DURATION / 2
+            await published(("run", "", "NEW"))
+            await advance(STEP_DURATION, ("run", "NEW", "RUNNING"))
+            await advance(half, ("draft", "NEW", "RUNNING"))
+            await advance(half, ("approve", "", "NEW"))
             # Every run stops at its input step: whatever the workers do now, no state is missed.
-            await _until("every run waiting for its input", all_waiting, 40, processes)
+            await advance(half, ("run", "RUNNING", "WAITING_FOR_USER_INPUT"))
 
             async def owners() -> list[tuple[int, str]]:
                 async with arq_redis.pipeline(transaction=False) as pipe:
@@ -642,38 +671,38 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                 now = await owners()
                 return all(t > t0 for (t, _), (t0, _) in zip(now, at_kill, strict=True))
 
-            await _until("every run claimed again after the kill", all_claimed_again, 40, processes)
+            # arq's in-progress key of a killed job lasts job_timeout + 10 s (14 s here).
+            await _until(
+                "every run claimed again after the kill", all_claimed_again, PHASE, processes
+            )
             taken_over_in = time.monotonic() - killed_at
             for run_id in runs:
                 await client.runs.submit_input(automation.id, run_id, "yes")
-
-            async def all_ended() -> bool:
-                return all(
-                    e.get("kind") == "run" and e["status"] == RunStatus.FINISHED.value
-                    for e in await last_entries()
-                )
-
-            await _until("every run's stream ending FINISHED", all_ended, 40, processes)
+            await published(("run", "WAITING_FOR_USER_INPUT", "RUNNING"))
+            await advance(half, ("send", "NEW", "RUNNING"))
+            await advance(half, ("run", "RUNNING", "FINISHED"))
             finals = [await client.runs.get(automation.id, run_id) for run_id in runs]
+            histories = [await _history(http, url, run_id) for run_id in runs]
             streams = {run_id: await _stream(arq_redis, run_id) for run_id in runs}
-            shown = await asyncio.wait_for(asyncio.gather(*readers), 20)
+            shown = await asyncio.wait_for(asyncio.gather(*readers), PHASE)
 
             async def queue_empty() -> bool:
                 return await arq_redis.zcard("arq:queue") == 0
 
-            await _until("every job leaving the queue", queue_empty, 20, processes)
+            await _until("every job leaving the queue", queue_empty, PHASE, processes)
             claims = sum(t for t, _ in await owners())
         finally:
             for reader in readers:
                 reader.cancel()
 
     lost = duplicated = 0
-    for final in finals:
+    for final, history in zip(finals, histories, strict=True):
         got = [_as_transition(f) for f in streams[final.id]]
         want = expected_transitions(final)
         counts = collections.Counter(got)
         duplicated += sum(c - 1 for c in counts.values())
-        lost += sum((collections.Counter(want) - counts).values())
+        lost += sum((collections.Counter(history) - counts).values())
+        assert got == history, f"run {final.id}:\n got {got}\nhistory {history}"
         assert got == want, f"run {final.id}:\n got {got}\nwant {want}"
     assert shown == [streams[run_id] for run_id in runs], "the reader showed every stream whole"
     events = sum(len(s) for s in streams.values())
