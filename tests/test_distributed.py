@@ -647,10 +647,10 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                     replies = await pipe.execute()
                 return [(int(token), worker.decode()) for token, worker in replies]
 
-            published_by = collections.Counter(
-                [f["worker"] for run_id in runs for f in await _stream(arq_redis, run_id)]
-            )
-            victim_name = published_by.most_common(1)[0][0]
+            # The victim: the worker watching the most runs now (every worker polls its runs
+            # while they wait, each segment ending in a claim by whichever worker is free).
+            holding = collections.Counter([w for _, w in await owners()])
+            victim_name = holding.most_common(1)[0][0]
             victim = workers[int(victim_name.rsplit(":", 1)[1])]
             Processes.kill(victim)
             killed_at = time.monotonic()
