@@ -616,19 +616,47 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                     for reply in replies
                 ]
 
-            async def published(last: Transition) -> None:
-                """Wait until every run's stream ends with ``last``: each worker has seen it."""
+            async def owners() -> list[tuple[int, str]]:
+                async with arq_redis.pipeline(transaction=False) as pipe:
+                    for run_id in runs:
+                        pipe.hmget(arq_worker.watch_key(run_id), ["token", "worker"])
+                    replies = await pipe.execute()
+                return [(int(token), worker.decode()) for token, worker in replies]
+
+            async def claimed_again(what: str, before: list[tuple[int, str]]) -> None:
+                """Wait until every run was claimed since ``before``: a new segment watches it."""
+
+                async def all_moved_on() -> bool:
+                    # Each job claims its run as each segment starts: once every token has moved
+                    # past its value before, every run is watched by a job started since.
+                    now = await owners()
+                    return all(t > t0 for (t, _), (t0, _) in zip(now, before, strict=True))
+
+                await _until(what, all_moved_on, PHASE, processes)
+
+            async def published(last: Transition, *, handed_over: bool = True) -> None:
+                """Wait until every run's stream ends with ``last``, then for a segment's end.
+
+                Each run's job then re-queues itself and resumes, on whichever worker is
+                free, from the checkpoint stored with ``last``: in every state, a watch is
+                handed over, and must neither repeat nor skip a transition.
+                """
 
                 async def everywhere() -> bool:
                     return all(e == last for e in await last_entries())
 
                 await _until(f"every stream ending {last}", everywhere, PHASE, processes)
+                if handed_over:
+                    before = await owners()
+                    await claimed_again(f"every run claimed again after {last}", before)
 
-            async def advance(seconds: float, then: Transition) -> None:
+            async def advance(
+                seconds: float, then: Transition, *, handed_over: bool = True
+            ) -> None:
                 """Let the emulator's runs move on by ``seconds``; wait until all published it."""
                 async with http.post(f"{clock_url}/advance", params={"seconds": seconds}) as reply:
                     reply.raise_for_status()
-                await published(then)
+                await published(then, handed_over=handed_over)
 
             # A state lasts until the clock moves, and the clock moves only once every run's
             # stream shows the state: however slow the workers, none can be missed.
@@ -639,13 +667,6 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
             await advance(half, ("approve", "", "NEW"))
             # Every run stops at its input step: whatever the workers do now, no state is missed.
             await advance(half, ("run", "RUNNING", "WAITING_FOR_USER_INPUT"))
-
-            async def owners() -> list[tuple[int, str]]:
-                async with arq_redis.pipeline(transaction=False) as pipe:
-                    for run_id in runs:
-                        pipe.hmget(arq_worker.watch_key(run_id), ["token", "worker"])
-                    replies = await pipe.execute()
-                return [(int(token), worker.decode()) for token, worker in replies]
 
             # The victim: the worker watching the most runs now (every worker polls its runs
             # while they wait, each segment ending in a claim by whichever worker is free).
@@ -667,23 +688,16 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                 run_id for run_id, (_, w) in zip(runs, at_kill, strict=True) if w == victim_name
             }
 
-            async def all_claimed_again() -> bool:
-                # Each job claims its run as each segment starts: once every token has moved past
-                # its value at the kill, no run is held by the dead worker (nor picked by it and
-                # not yet claimed), and every run is being watched.
-                now = await owners()
-                return all(t > t0 for (t, _), (t0, _) in zip(now, at_kill, strict=True))
-
-            # arq's in-progress key of a killed job lasts job_timeout + 10 s (14 s here).
-            await _until(
-                "every run claimed again after the kill", all_claimed_again, PHASE, processes
-            )
+            # Once every run was claimed since the kill, none is held by the dead worker (nor
+            # picked by it and not yet claimed). arq's in-progress key of a killed job lasts
+            # job_timeout + 10 s (14 s here): that is how long its runs wait.
+            await claimed_again("every run claimed again after the kill", at_kill)
             taken_over_in = time.monotonic() - killed_at
             for run_id in runs:
                 await client.runs.submit_input(automation.id, run_id, "yes")
             await published(("run", "WAITING_FOR_USER_INPUT", "RUNNING"))
             await advance(half, ("send", "NEW", "RUNNING"))
-            await advance(half, ("run", "RUNNING", "FINISHED"))
+            await advance(half, ("run", "RUNNING", "FINISHED"), handed_over=False)
             finals = [await client.runs.get(automation.id, run_id) for run_id in runs]
             histories = [await _history(http, url, run_id) for run_id in runs]
             streams = {run_id: await _stream(arq_redis, run_id) for run_id in runs}
