@@ -8,11 +8,12 @@ The kill test runs the whole thing as a user would: the emulator in its own
 process, three ``arq`` worker processes, sixty runs, one worker SIGKILLed
 mid-watch. The emulator runs on a clock that only the test moves
 (tests/_held_emulator.py), once every worker has published the runs' current
-state, so that no state can pass unseen however busy the machine is. The test
-still takes real time (about twenty seconds, most of it arq's takeover delay),
-because what it checks is what real processes, a real broker and real
-timeouts do; every wait in it is a condition with a generous bound, and every
-process it starts is killed, by process group, even when it fails.
+state and every run's watch has been handed over to a new segment, so that no
+state can pass unseen however busy the machine is. The test still takes real
+time (about half a minute: arq's takeover delay, and a 2-second segment in
+each state), because what it checks is what real processes, a real broker and
+real timeouts do; every wait in it is a condition with a generous bound, and
+every process it starts is killed, by process group, even when it fails.
 """
 
 from __future__ import annotations
