@@ -11,6 +11,7 @@ Start runs of automations, read them, and watch them to the end::
 
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
+from ._config import Timeout
 from ._events import RunTransition, StepTransition
 from ._models import (
     Automation,
@@ -46,6 +47,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     ResponseValidationError,
     RunFailedError,
     ServerError,
@@ -77,6 +79,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
     "Run",
@@ -95,6 +98,7 @@ __all__ = [
     "StepTransition",
     "StepType",
     "SystemClock",
+    "Timeout",
     "TransportError",
     "UnprocessableEntityError",
     "ValidationDetail",

@@ -93,7 +93,12 @@ def load(text: object, *, automation_id: uuid.UUID, run_id: uuid.UUID) -> Checkp
         )
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InvalidArgumentError(
+            f"resume_from is not a watch checkpoint: JSON nested too deep to read; {_HOW}"
+        ) from None
     except ValueError as exc:
+        # A syntax error, or an integer string longer than Python converts.
         raise InvalidArgumentError(
             f"resume_from is not a watch checkpoint: not JSON ({exc}); {_HOW}"
         ) from None
@@ -151,7 +156,10 @@ def load(text: object, *, automation_id: uuid.UUID, run_id: uuid.UUID) -> Checkp
 
 
 def _bad(field: str, expected: str, got: object) -> InvalidArgumentError:
-    shown = repr(got)
+    try:
+        shown = repr(got)
+    except RecursionError:  # a value nested almost as deep as json.loads goes
+        shown = f"a {type(got).__name__} nested too deep to show"
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return InvalidArgumentError(
         f"checkpoint field {field}: expected {expected}, got {shown}; {_HOW} unchanged"

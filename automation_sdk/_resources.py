@@ -17,7 +17,7 @@ from ._ids import to_uuid
 from ._jsonable import to_json
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
 from ._poller import RunWatch, wait
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, ResponseValidationError
 
 if TYPE_CHECKING:
     from ._transport import Transport
@@ -60,13 +60,18 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(
-            response.data,
-            cls,
-            status=response.status,
-            method=method,
-            url=self._transport.base_url + path,
-        )
+        try:
+            return parse(
+                response.data,
+                cls,
+                status=response.status,
+                method=method,
+                url=self._transport.base_url + path,
+            )
+        except ResponseValidationError as exc:
+            # Its problems may quote a server value that echoes the token.
+            self._transport.scrub(exc)
+            raise
 
 
 class Automations(_Resource):

@@ -56,6 +56,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RunFailedError",
     "ServerError",
@@ -269,6 +270,12 @@ class ResponseValidationError(_RequestError):
         problems: One line per problem, each naming the field path
             (e.g. ``steps[2].step.id``).
         body: An excerpt of the raw body (at most a few hundred characters).
+        not_json: True when the body was not JSON at all (empty, cut short,
+            an HTML page from a proxy): a ``GET`` is retried on it, since such
+            a body is most often damaged on the way. False when it was JSON
+            that the SDK cannot use (the wrong shape, nested deeper than
+            Python can decode, an integer of thousands of digits): a retry
+            would get the same.
     """
 
     def __init__(
@@ -280,11 +287,44 @@ class ResponseValidationError(_RequestError):
         status_code: int,
         problems: tuple[str, ...] = (),
         body: str = "",
+        not_json: bool = False,
     ) -> None:
         super().__init__(message, method=method, url=url)
         self.status_code = status_code
         self.problems = problems
         self.body = body
+        self.not_json = not_json
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """The answer's body, decompressed, was larger than the client's ``max_response_bytes``.
+
+    Reading stopped as soon as the limit was passed, so a huge or
+    decompression-bomb answer never fills memory; it is not retried.
+
+    Attributes:
+        limit: The ``max_response_bytes`` that was passed, in bytes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status_code: int,
+        limit: int,
+        body: str = "",
+    ) -> None:
+        super().__init__(
+            message,
+            method=method,
+            url=url,
+            status_code=status_code,
+            problems=(f"(the whole answer): larger than max_response_bytes ({limit} bytes)",),
+            body=body,
+        )
+        self.limit = limit
 
 
 class RunFailedError(AutomationError):
