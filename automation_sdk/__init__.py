@@ -28,6 +28,7 @@ from ._models import (
     StepStatus,
     StepType,
 )
+from ._observe import Hooks, RequestRecord, RetryRecord
 from ._poller import RunWatch
 from ._resources import Automations, Runs
 from ._retry import RetryPolicy
@@ -72,16 +73,19 @@ __all__ = [
     "ConflictError",
     "EdgeSpec",
     "EventLoopMismatchError",
+    "Hooks",
     "InsecureURLWarning",
     "InvalidArgumentError",
     "JSONValue",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestRecord",
     "RequestTimeoutError",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
+    "RetryRecord",
     "Run",
     "RunFailedError",
     "RunStatus",
