@@ -72,7 +72,7 @@ def tracing(base_url: str, provider: TracerProvider | None) -> Tracing | None:
     tracer = trace.get_tracer(
         "automation_sdk", __version__, tracer_provider=provider, schema_url=_SCHEMA_URL
     )
-    return Tracing(tracer, base_url)
+    return Tracing(tracer, base_url, given=provider is not None)
 
 
 def _error_type(exc: BaseException) -> str:
@@ -86,17 +86,37 @@ def _error_type(exc: BaseException) -> str:
 class Tracing:
     """A tracer and what every span of one client shares."""
 
-    __slots__ = ("_server", "_tracer", "trace")
+    __slots__ = ("_given", "_live", "_server", "_tracer", "trace")
 
-    def __init__(self, tracer: Tracer, base_url: str) -> None:
+    def __init__(self, tracer: Tracer, base_url: str, *, given: bool) -> None:
         from opentelemetry import trace
 
         self.trace = trace  # imported once here, not on every request
         self._tracer = tracer
+        self._given = given
+        self._live = given and not isinstance(tracer, trace.NoOpTracer)
         url = URL(base_url)
         self._server: dict[str, str | int] = {"server.address": url.host or ""}
         if url.port is not None:
             self._server["server.port"] = url.port
+
+    def live(self) -> bool:
+        """Whether spans would be recorded: a provider was given, or the application set one.
+
+        Until the application sets a global provider, OpenTelemetry's own no-op
+        spans would still cost some 15 µs a request (benchmarks/bench_observe.py):
+        they are not made at all. The global provider can be set only once, so
+        once it is there it stays.
+        """
+        if self._live:
+            return True
+        if self._given:
+            return False  # a no-op provider was given
+        provider = self.trace.get_tracer_provider()
+        if isinstance(provider, self.trace.ProxyTracerProvider | self.trace.NoOpTracerProvider):
+            return False
+        self._live = True
+        return True
 
     async def request(self, call: Awaitable[T], method: str, path: str, url: str) -> T:
         """Await ``call`` (one request of the SDK, its retries included) inside a CLIENT span."""

@@ -243,7 +243,7 @@ class RunWatch:
             if self._timeout is not None:
                 self._deadline = self._transport.clock.monotonic() + self._timeout
             tracing = self._transport.observer.tracing
-            if tracing is not None:
+            if tracing is not None and tracing.live():
                 self._span = tracing.watch(self.automation_id, self.run_id)
         while True:
             with _observe.active(self._span):  # the parent of the polls' spans

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from ssl import SSLContext
 from typing import TYPE_CHECKING, Final
 
@@ -308,7 +308,7 @@ class Transport:
         """``exc`` with the token redacted from every text field (in place)."""
         return self._redactor.error(exc)
 
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -317,15 +317,20 @@ class Transport:
         idempotent: bool,
         deadline: float | None = None,
         retry: RetryPolicy | None = None,
-    ) -> Response:
-        """Send one request, retrying as the policy allows (see :meth:`_request`), traced."""
+    ) -> Coroutine[object, None, Response]:
+        """Send one request, retrying as the policy allows (see :meth:`_request`), traced.
+
+        Not a coroutine function itself: it hands back :meth:`_request`'s
+        coroutine, wrapped in a span only when traces are recorded, so that an
+        untraced request pays for no second coroutine.
+        """
         call = self._request(
             method, path, json_body=json_body, idempotent=idempotent, deadline=deadline, retry=retry
         )
         tracing = self.observer.tracing
-        if tracing is None:
-            return await call
-        return await tracing.request(call, method, path, self.base_url + path)
+        if tracing is None or not tracing.live():
+            return call
+        return tracing.request(call, method, path, self.base_url + path)
 
     async def _request(
         self,
