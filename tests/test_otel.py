@@ -312,3 +312,20 @@ assert span.name == "GET /automations/{automation_id}/", span.name
 assert span.attributes["error.type"] == "TransportError", dict(span.attributes)
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_no_span_is_made_before_a_provider_is_set(
+    mock: aioresponses, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the API installed but no provider set or given, no span is started at all."""
+    mock.get(RUN_URL, payload=run_json())
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock) as client:
+        tracing = client._transport.observer.tracing
+        assert tracing is not None
+        assert not tracing.live()  # this process never sets a global provider
+
+        def refuse(*args: object) -> None:
+            raise AssertionError("a span was started with no provider set")
+
+        monkeypatch.setattr(_otel.Tracing, "request", refuse)
+        await client.runs.get(AUTOMATION_ID, RUN_ID)
