@@ -56,10 +56,6 @@ _NO_ROUTE: Final = "Not Found"
 _VERSION_SEGMENTS: Final = ("v1", "v2", "v3", "api", "latest")
 
 
-def _same(text: str) -> str:
-    return text
-
-
 def status_error(
     method: str,
     url: str,
@@ -72,7 +68,7 @@ def status_error(
     tries: int,
     policy: RetryPolicy,
     idempotent: bool,
-    redact: Callable[[str], str] = _same,
+    redact: Callable[[str], str],
 ) -> APIStatusError:
     """The error for an answer with status ``status`` (>= 400).
 

@@ -609,7 +609,8 @@ class Transport:
             size += len(chunk)
             if size > limit:
                 resp.close()  # the rest is never downloaded
-                raise self._too_large(method, url, resp.status, b"".join(chunks)[:EXCERPT])
+                head = (chunks[0] if chunks else chunk)[:EXCERPT]
+                raise self._too_large(method, url, resp.status, head)
             chunks.append(chunk)
         return b"".join(chunks)
 
