@@ -147,7 +147,9 @@ class AutomationClient:
             headers=_config.headers(headers),
             clock=clock or SystemClock(),
             user_agent=f"automation-sdk/{__version__}",
-            max_response_bytes=_config.max_response_bytes(max_response_bytes),
+            max_response_bytes=_config.check_int(
+                max_response_bytes, "max_response_bytes", minimum=1
+            ),
             trust_env=_config.check_bool(trust_env, "trust_env"),
             ssl=_config.ssl(ssl),
             hooks=hooks,

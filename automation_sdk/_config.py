@@ -36,7 +36,6 @@ __all__ = [
     "check_seconds",
     "headers",
     "instance",
-    "max_response_bytes",
     "org_id",
     "ssl",
     "timeout",
@@ -213,11 +212,6 @@ def ssl(value: object) -> stdlib_ssl.SSLContext | bool:
         "for a test server only) or an ssl.SSLContext, such as "
         f"ssl.create_default_context(cafile='ca.pem'); got {type(value).__name__}"
     )
-
-
-def max_response_bytes(value: object) -> int:
-    """The largest answer body the client reads: a whole number of bytes >= 1."""
-    return check_int(value, "max_response_bytes", minimum=1)
 
 
 def check_seconds(value: object, name: str, *, positive: bool = False) -> float:

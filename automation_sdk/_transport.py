@@ -687,11 +687,7 @@ def _gave_up(
             f"the retry budget of {policy.timeout:g}s (RetryPolicy timeout) was used up"
         )
     else:
-        budget = "no" if policy.timeout is None else f"{policy.timeout:g}s"
-        summary = (
-            f"Gave up after {tries} {_plural(tries, 'try', 'tries')} in {elapsed:.3g}s "
-            f"({budget} retry budget)"
-        )
+        summary = f"Gave up after {tries} {_plural(tries, 'try', 'tries')} in {elapsed:.3g}s"
     message = exc.message.rstrip()
     exc.message = f"{message}{'' if message.endswith('.') else '.'} {summary}."
     exc.args = (exc.message,)

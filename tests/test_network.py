@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
-from servers import serve
 
 from automation_sdk import (
     AutomationClient,
@@ -21,6 +20,7 @@ from automation_sdk import (
 )
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json
+from servers import serve
 
 RUN_PATH = f"/automations/{AUTOMATION_ID}/sessions/{RUN_ID}/"
 ONE_TRY = RetryPolicy(attempts=1)
