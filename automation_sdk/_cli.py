@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import itertools
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, NoReturn
 
-from . import _paths
+from . import _observe, _paths
 from ._client import AutomationClient
 from ._convert import unstructure
 from ._events import RunTransition
@@ -87,6 +88,13 @@ def _common() -> _Parser:
     )
     common.add_argument(
         "--json", action="store_true", help="print machine-readable JSON (NDJSON for watch)"
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log each retry and its wait on stderr; -vv every request too",
     )
     return common
 
@@ -276,6 +284,8 @@ def _inputs(pairs: Sequence[str], raw: str | None) -> dict[str, JSONValue]:
 
 
 def _client(args: argparse.Namespace) -> AutomationClient:
+    if args.verbose:
+        _observe.install_handler(logging.INFO if args.verbose == 1 else logging.DEBUG)
     return AutomationClient(
         args.token,
         base_url=args.base_url,

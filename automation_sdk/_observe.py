@@ -209,6 +209,18 @@ _handler: logging.Handler | None = None
 _env_read = False
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes, not when it was made."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # always sys.stderr
+
+
 def install_handler(level: int) -> logging.Handler:
     """Show the ``automation_sdk`` logger's records at ``level`` and above on stderr.
 
@@ -217,7 +229,7 @@ def install_handler(level: int) -> logging.Handler:
     """
     global _handler
     if _handler is None:
-        _handler = logging.StreamHandler(sys.stderr)
+        _handler = _StderrHandler()
         _handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(_handler)
     logger.setLevel(level)

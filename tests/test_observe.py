@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
 
 from automation_sdk import (
@@ -23,8 +27,10 @@ from automation_sdk import (
     StepTransition,
     _observe,
 )
+from automation_sdk._cli import main
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, run_step_json
+from servers import serve
 
 RUN_PATH = f"/automations/{AUTOMATION_ID}/sessions/{RUN_ID}/"
 RUN_URL = BASE_URL + RUN_PATH
@@ -301,3 +307,46 @@ def test_hooks_refuse_what_cannot_be_called() -> None:
         Hooks(on_retry=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="hooks must be a Hooks"):
         AutomationClient(TOKEN, base_url=BASE_URL, hooks=print)  # type: ignore[arg-type]
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def busy_server() -> Iterator[str]:
+    """A server on 127.0.0.1, in its own thread, answering 429 with ``Retry-After: 0``."""
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.json_response({"detail": "busy"}, status=429, headers={"Retry-After": "0"})
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = serve(busy)
+    url = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(10)
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.parametrize(("flags", "retry_lines"), [((), 0), (("-v",), 2)])
+def test_the_command_line_shows_its_retries_with_v(
+    stderr_handler: None,
+    capsys: pytest.CaptureFixture[str],
+    flags: tuple[str, ...],
+    retry_lines: int,
+) -> None:
+    """`runs get -v` against a failing server says each retry and its wait; without -v, not."""
+    with busy_server() as url:
+        argv = ["runs", "get", AUTOMATION_ID, RUN_ID, "--base-url", url, "--retries", "3"]
+        code = main([*argv, "--token", TOKEN, *flags])
+    err = capsys.readouterr().err
+    assert code == 3
+    shown = [line for line in err.splitlines() if "INFO automation_sdk: GET" in line]
+    assert len(shown) == retry_lines
+    assert all("answered 429, Retry-After 0s; try" in line for line in shown)
+    assert TOKEN not in err
