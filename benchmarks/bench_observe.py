@@ -36,6 +36,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 from automation_sdk import AutomationClient, Hooks, RequestRecord, RetryPolicy, RetryRecord, _otel
 from automation_sdk._observe import Observer
 from automation_sdk._transport import Response, Transport
@@ -185,6 +187,40 @@ async def main(repeats: int, number: int) -> None:
         f"off - stripped: {statistics.median(cost) * 1e9:.0f} ns per request "
         f"({min(cost) * 1e9:.0f} to {max(cost) * 1e9:.0f})"
     )
+    local = await local_request(repeats, max(100, number // 30))
+    print(
+        f"for scale, a real GET to an aiohttp server on 127.0.0.1 (off): "
+        f"{statistics.median(local) * 1e6:.0f} µs ({min(local) * 1e6:.0f}-{max(local) * 1e6:.0f})"
+    )
+
+
+async def local_request(repeats: int, number: int) -> list[float]:
+    """Seconds per GET through the client to a local server, nothing listening."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status": "RUNNING"}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get(PATH, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    seconds = []
+    try:
+        async with AutomationClient("tok", base_url=f"http://{host}:{port}") as client:
+            transport = client._transport
+
+            async def call() -> object:
+                return await transport.request("GET", PATH, idempotent=True)
+
+            await timed(call, 100)
+            for _ in range(repeats):
+                seconds.append(await timed(call, number))
+    finally:
+        await runner.cleanup()
+    return seconds
 
 
 if __name__ == "__main__":
