@@ -12,7 +12,8 @@ Start runs of automations, read them, and watch them to the end::
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
 from ._config import Timeout
-from ._events import RunTransition, StepTransition
+from ._convert import event_from_dict, event_from_json
+from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import (
     Automation,
     AutomationVersion,
@@ -28,6 +29,7 @@ from ._models import (
     StepStatus,
     StepType,
 )
+from ._monitor import RunMonitor
 from ._observe import Hooks, RequestRecord, RetryRecord
 from ._poller import RunWatch
 from ._resources import Automations, Runs
@@ -52,6 +54,7 @@ from .errors import (
     ResponseValidationError,
     RunFailedError,
     ServerError,
+    StepNotFoundError,
     TransportError,
     UnprocessableEntityError,
     ValidationDetail,
@@ -88,6 +91,7 @@ __all__ = [
     "RetryRecord",
     "Run",
     "RunFailedError",
+    "RunMonitor",
     "RunStatus",
     "RunStep",
     "RunSummary",
@@ -97,6 +101,7 @@ __all__ = [
     "ServerError",
     "Step",
     "StepEdge",
+    "StepNotFoundError",
     "StepSpec",
     "StepStatus",
     "StepTransition",
@@ -107,5 +112,8 @@ __all__ = [
     "UnprocessableEntityError",
     "ValidationDetail",
     "WaitTimeoutError",
+    "WatchEvent",
     "__version__",
+    "event_from_dict",
+    "event_from_json",
 ]

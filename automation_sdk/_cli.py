@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, NoReturn
 
+from attrs import frozen
+
 from . import _observe, _paths
 from ._client import AutomationClient
-from ._convert import unstructure
 from ._events import RunTransition
 from ._models import Automation, EdgeSpec, JSONValue, Run, RunStatus, StepSpec
-from ._progress import event_json, make_progress, run_lines
+from ._progress import make_progress, run_lines
 from ._retry import RetryPolicy
 from ._version import __version__
 from .errors import (
@@ -137,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--file",
         required=True,
         help='spec file ("-" for stdin): {"name", "description", "steps": [{"name", '
-        '"step_type", "prompt_template", "id"?}], "transitions": [{"source", "target", '
-        '"label"?}]}',
+        '"step_type", "prompt_template"?, "id"?}], "edges"?: [{"source", "target", '
+        '"label"?}]} ("transitions" is the deprecated name of "edges")',
     )
     get_a = a_sub.add_parser("get", parents=[common], help="show an automation and its runs")
     get_a.add_argument("automation_id", help="the automation's id (a UUID)")
@@ -227,39 +228,46 @@ def _automation_lines(automation: Automation) -> list[str]:
     return lines
 
 
+@frozen(kw_only=True)
+class _SpecFile:
+    """The spec file of ``automations create``: the arguments of ``automations.create()``."""
+
+    name: str
+    description: str = ""
+    steps: tuple[StepSpec, ...]
+    edges: tuple[EdgeSpec, ...] | None = None
+    transitions: tuple[EdgeSpec, ...] | None = None  # the name before "edges"; deprecated
+
+
 def _load_spec(path: str) -> tuple[str, str, list[StepSpec], list[EdgeSpec]]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise _UsageError(f"cannot read the spec file {path}: {exc.strerror or exc}") from None
     try:
-        spec = json.loads(text)
+        data = json.loads(text)
     except ValueError as exc:
         raise _UsageError(f"the spec file {path} is not JSON: {exc}") from None
-    if not isinstance(spec, dict):
+    if not isinstance(data, dict):
         raise _UsageError(f"the spec file {path} must hold a JSON object")
+    from ._convert import StructureFailed, structure
+
     try:
-        name = spec["name"]
-        steps = [
-            StepSpec(
-                name=s["name"],
-                step_type=s["step_type"],
-                prompt_template=s.get("prompt_template", {}),
-                id=s.get("id"),
+        spec = structure(data, _SpecFile)
+    except StructureFailed as exc:
+        problems = "; ".join(
+            p.replace(": required field missing", ": the field is missing") for p in exc.problems
+        )
+        raise _UsageError(f"the spec file {path} is not a valid spec: {problems}") from None
+    edges = spec.edges
+    if spec.transitions is not None:
+        if edges is not None:
+            raise _UsageError(
+                f'the spec file {path} has both "edges" and "transitions"; keep "edges" only'
             )
-            for s in spec["steps"]
-        ]
-        edges = [
-            EdgeSpec(source=e["source"], target=e["target"], label=e.get("label", ""))
-            for e in spec.get("transitions", [])
-        ]
-        description = spec.get("description", "")
-    except (KeyError, TypeError, AttributeError) as exc:
-        what = f"the field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else str(exc)
-        raise _UsageError(f"the spec file {path} is not a valid spec: {what}") from None
-    if not isinstance(name, str) or not isinstance(description, str):
-        raise _UsageError(f"the spec file {path}: name and description must be strings")
-    return name, description, steps, edges
+        _warn(f'the spec file {path}: "transitions" is deprecated; rename it "edges"')
+        edges = spec.transitions
+    return spec.name, spec.description, list(spec.steps), list(edges or ())
 
 
 def _inputs(pairs: Sequence[str], raw: str | None) -> dict[str, JSONValue]:
@@ -304,12 +312,12 @@ async def _run_command(args: argparse.Namespace, out: IO[str]) -> int:
             if args.action == "create":
                 name, description, steps, edges = spec
                 automation = await client.automations.create(
-                    name=name, description=description, steps=steps, transitions=edges
+                    name=name, description=description, steps=steps, edges=edges
                 )
             else:
                 automation = await client.automations.get(args.automation_id)
             if args.json:
-                _print_json(unstructure(automation), out)
+                _print_json(automation.to_dict(), out)
             else:
                 out.write("\n".join(_automation_lines(automation)) + "\n")
             return EXIT_OK
@@ -318,7 +326,7 @@ async def _run_command(args: argparse.Namespace, out: IO[str]) -> int:
         if action == "list":
             runs = await client.runs.list(args.automation_id)
             if args.json:
-                _print_json([unstructure(r) for r in runs], out)
+                _print_json([r.to_dict() for r in runs], out)
             else:
                 for r in runs:
                     out.write(f"{r.id}  {r.status.value:<22}  {r.created_at.isoformat()}\n")
@@ -340,7 +348,7 @@ async def _run_command(args: argparse.Namespace, out: IO[str]) -> int:
         else:
             run = await client.runs.submit_input(args.automation_id, args.run_id, args.text)
         if args.json:
-            _print_json(unstructure(run), out)
+            _print_json(run.to_dict(), out)
         else:
             out.write("\n".join(run_lines(run)) + "\n")
             if action == "start":
@@ -360,7 +368,7 @@ async def _watch(client: AutomationClient, args: argparse.Namespace, out: IO[str
             args.automation_id, args.run_id, raise_on_failure=False, **options
         )
         if args.json:
-            _print_json(unstructure(run), out)
+            _print_json(run.to_dict(), out)
         else:
             out.write("\n".join(run_lines(run)) + "\n")
         return EXIT_OK if run.status is RunStatus.FINISHED else EXIT_RUN_FAILED
@@ -415,7 +423,7 @@ async def _follow(
                 if progress is not None:
                     progress.update(event, watch.run)
                 else:
-                    _print_json(event_json(event), out)
+                    _print_json(event.to_dict(), out)
                 if isinstance(event, RunTransition):
                     final = event.status
                 if checkpoint_file:
@@ -460,7 +468,7 @@ async def _demo(args: argparse.Namespace, out: IO[str]) -> int:
                 name="demo-pitch",
                 description="Research a company and write a pitch",
                 steps=steps,
-                transitions=edges,
+                edges=edges,
             )
             run = await client.runs.create(automation.id, inputs={"company": args.company})
             if not args.json:
@@ -488,6 +496,11 @@ async def _demo(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 # -- entry point -----------------------------------------------------------------------------
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"automation-sdk: warning: {message}\n")
+    sys.stderr.flush()
 
 
 def _fail(message: str, code: int) -> int:

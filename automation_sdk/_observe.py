@@ -177,7 +177,8 @@ class Hooks:
             the wait, with a :class:`RetryRecord`.
         on_transition: Called with each :class:`~automation_sdk.StepTransition`
             and :class:`~automation_sdk.RunTransition` a watch delivers,
-            ``runs.wait()``'s included, when it is delivered.
+            ``runs.wait()``'s included, and each one a
+            :class:`~automation_sdk.RunMonitor` yields, when it is delivered.
 
     Raises:
         ConfigurationError: a hook is neither None nor callable.

@@ -8,16 +8,25 @@ lives in :mod:`automation_sdk._poller`, structuring in :mod:`automation_sdk._con
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from . import _paths
 from ._convert import parse
 from ._ids import to_uuid
 from ._jsonable import to_json
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
+from ._monitor import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_INTERVAL,
+    DEFAULT_MAX_PENDING_EVENTS,
+    RunMonitor,
+    cancel_after_timeout,
+)
 from ._poller import RunWatch, wait
-from .errors import InvalidArgumentError, ResponseValidationError
+from .errors import InvalidArgumentError, ResponseValidationError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from ._transport import Transport
@@ -85,7 +94,8 @@ class Automations(_Resource):
         name: str,
         description: str = "",
         steps: Sequence[StepSpec],
-        transitions: Sequence[EdgeSpec] = (),
+        edges: Sequence[EdgeSpec] = (),
+        transitions: Sequence[EdgeSpec] | None = None,
     ) -> Automation:
         """Create an automation from steps and the edges between them.
 
@@ -93,17 +103,20 @@ class Automations(_Resource):
             name: The automation's name.
             description: A free description.
             steps: The steps; each gets its ``id`` sent so that edges can name it.
-            transitions: The edges; ``source`` and ``target`` name a step of
+            edges: The edges; ``source`` and ``target`` name a step of
                 ``steps`` by name or by id.
+            transitions: The former name of ``edges``, kept for one release:
+                it warns with ``DeprecationWarning``.
 
         Returns:
             The created automation (its ``runs`` is empty).
 
         Raises:
             InvalidArgumentError: a name that is not a string, ``steps`` or
-                ``transitions`` that is not a list of :class:`StepSpec` or
-                :class:`EdgeSpec`, a duplicate step name or id, or an edge
-                naming no step of ``steps``; nothing was sent.
+                ``edges`` that is not a list of :class:`StepSpec` or
+                :class:`EdgeSpec`, a duplicate step name or id, an edge naming
+                no step of ``steps``, or both ``edges`` and ``transitions``;
+                nothing was sent.
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgumentError(
@@ -115,7 +128,21 @@ class Automations(_Resource):
                 f"got {type(description).__name__}"
             )
         _check_specs(steps, StepSpec, "steps", 'StepSpec("start", "START")')
-        _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
+        if transitions is not None:
+            if edges:
+                raise InvalidArgumentError(
+                    "automations.create() got both edges= and transitions=; "
+                    "pass edges= only (transitions= is its deprecated name)"
+                )
+            warnings.warn(
+                "automations.create(transitions=...) is deprecated and will be removed in the "
+                "next release; pass edges=... (the same list of EdgeSpec)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
+            edges = transitions
+        _check_specs(edges, EdgeSpec, "edges", 'EdgeSpec("start", "summarise")')
         if not steps:
             raise InvalidArgumentError("an automation needs at least one step (a START step)")
         by_name: dict[str, uuid.UUID] = {}
@@ -166,7 +193,7 @@ class Automations(_Resource):
                         "target_step_id": str(resolve(edge.target, "target", edge)),
                         "label": edge.label,
                     }
-                    for edge in transitions
+                    for edge in edges
                 ],
             },
         }
@@ -333,6 +360,7 @@ class Runs(_Resource):
         timeout: float | None = None,
         cancel_on_timeout: bool = False,
         raise_on_failure: bool = True,
+        monitor: RunMonitor | None = None,
     ) -> Run:
         """Wait for a run to end, polling as :meth:`watch` does, and return its final snapshot.
 
@@ -346,6 +374,11 @@ class Runs(_Resource):
                 cancel the run (one request, at most 5 seconds) before raising.
             raise_on_failure: Raise :class:`RunFailedError` when the run ends
                 FAILED; with False, return the FAILED run instead.
+            monitor: An open :class:`RunMonitor` (from :meth:`monitor`) to wait
+                through: the run is then polled with every other run of the
+                monitor, on the monitor's cadence (``interval`` and
+                ``max_interval`` are not used). Many concurrent waits share its
+                requests.
 
         Returns:
             The run, FINISHED (or FAILED when ``raise_on_failure`` is False).
@@ -356,6 +389,15 @@ class Runs(_Resource):
             WaitTimeoutError: the timeout passed first (``.run``, ``.checkpoint``).
             AutomationError: a poll failed for good (401, 404, retries exhausted).
         """
+        if monitor is not None:
+            return await self._wait_through(
+                monitor,
+                to_uuid(automation_id, "automation_id"),
+                to_uuid(run_id, "run_id"),
+                timeout=timeout,
+                cancel_on_timeout=cancel_on_timeout,
+                raise_on_failure=raise_on_failure,
+            )
         return await wait(
             self._transport,
             to_uuid(automation_id, "automation_id"),
@@ -365,4 +407,75 @@ class Runs(_Resource):
             timeout=timeout,
             cancel_on_timeout=cancel_on_timeout,
             raise_on_failure=raise_on_failure,
+        )
+
+    async def _wait_through(
+        self,
+        monitor: RunMonitor,
+        automation_id: uuid.UUID,
+        run_id: uuid.UUID,
+        *,
+        timeout: float | None,
+        cancel_on_timeout: bool,
+        raise_on_failure: bool,
+    ) -> Run:
+        try:
+            return await monitor.wait(
+                automation_id, run_id, timeout=timeout, raise_on_failure=raise_on_failure
+            )
+        except WaitTimeoutError as exc:
+            if not cancel_on_timeout:
+                raise
+            raise await cancel_after_timeout(self._transport, automation_id, run_id, exc) from None
+
+    def monitor(
+        self,
+        *,
+        strategy: Literal["auto", "summary", "per_run"] = "auto",
+        interval: float = DEFAULT_INTERVAL,
+        max_interval: float = DEFAULT_MAX_INTERVAL,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        end_when_empty: bool = True,
+    ) -> RunMonitor:
+        """Follow many runs with one :class:`RunMonitor`, polling per automation.
+
+        ::
+
+            async with client.runs.monitor() as monitor:
+                for run in runs:
+                    monitor.add(automation_id, run.id)
+                async for event in monitor:
+                    ...
+
+        Args:
+            strategy: ``"summary"``: one ``GET`` of each automation per tick
+                says which watched runs changed, and only those are fetched in
+                full; ``"per_run"``: each run is fetched on its own cadence, as
+                a watch does; ``"auto"`` (the default): per automation, the
+                one that moves fewer bytes, from measured sizes.
+            interval: Seconds between polls of an automation (or of a run,
+                polled per run) while something changes.
+            max_interval: The longest wait between polls while nothing does.
+            max_concurrency: At most this many detail fetches in flight at once.
+            max_pending_events: Events the monitor holds for a slow consumer;
+                while that many wait, runs watched for events are not polled.
+            end_when_empty: Whether ``async for event in monitor`` ends when no
+                added run is left; with False it waits for more runs and ends
+                only when the monitor is closed (a worker fed by a queue).
+
+        Returns:
+            A :class:`RunMonitor`, to use with ``async with``.
+
+        Raises:
+            InvalidArgumentError: a bad strategy or number.
+        """
+        return RunMonitor(
+            self._transport,
+            strategy=strategy,
+            interval=interval,
+            max_interval=max_interval,
+            max_concurrency=max_concurrency,
+            max_pending_events=max_pending_events,
+            end_when_empty=end_when_empty,
         )

@@ -59,6 +59,8 @@ class Response:
     headers: Mapping[str, str]
     data: object
     retry_after: float | None
+    size: int = 0
+    """The body's length in bytes, decompressed (the monitor weighs its polling plans by it)."""
 
 
 class DeadlineExceeded(Exception):
@@ -590,6 +592,7 @@ class Transport:
             headers=headers,
             data=self._decode(method, url, status, raw, content_type),
             retry_after=retry_after,
+            size=len(raw),
         )
 
     async def _read(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:

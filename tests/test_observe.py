@@ -16,6 +16,7 @@ from aioresponses import aioresponses
 from automation_sdk import (
     AutomationClient,
     ConfigurationError,
+    EdgeSpec,
     Hooks,
     NotFoundError,
     RequestRecord,
@@ -24,10 +25,12 @@ from automation_sdk import (
     RunStatus,
     RunTransition,
     ServerError,
+    StepSpec,
     StepTransition,
     _observe,
 )
 from automation_sdk._cli import main
+from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, run_step_json
 from servers import serve
@@ -350,3 +353,37 @@ def test_the_command_line_shows_its_retries_with_v(
     assert len(shown) == retry_lines
     assert all("answered 429, Retry-After 0s; try" in line for line in shown)
     assert TOKEN not in err
+
+
+# -- the monitor ----------------------------------------------------------------------------
+
+
+async def test_a_monitor_logs_its_polls_and_hands_its_transitions_to_the_hook(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A RunMonitor's summary polls are DEBUG records; each event it yields goes to the hook."""
+    caplog.set_level(logging.DEBUG, logger="automation_sdk")
+    seen: list[StepTransition | RunTransition] = []
+    hooks = Hooks(on_transition=seen.append)
+    async with (
+        Emulator(token=TOKEN, clock=clock, step_duration=2.0, seed=3) as emu,
+        AutomationClient(TOKEN, base_url=emu.url, clock=clock, hooks=hooks) as client,
+    ):
+        automation = await client.automations.create(
+            name="two",
+            steps=[
+                StepSpec("start", "START"),
+                StepSpec("write", "LLM", {"type": "text", "text": "hi"}),
+            ],
+            edges=[EdgeSpec("start", "write")],
+        )
+        runs = [await client.runs.create(automation.id) for _ in range(2)]
+        async with client.runs.monitor(strategy="summary") as monitor:
+            for run in runs:
+                monitor.add(automation.id, run.id)
+            streamed = [event async for event in monitor]
+    assert len(streamed) >= 6  # per run: two steps and the run, at least once each
+    assert seen == streamed
+    polls = [r for r in caplog.records if "summary polled (200)" in r.getMessage()]
+    assert polls
+    assert all(r.automation_id == str(automation.id) for r in polls)  # type: ignore[attr-defined]

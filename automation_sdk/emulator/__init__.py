@@ -32,10 +32,18 @@ What it does, in short (each module's docstring has the details):
   when the step would start running: the deterministic way to make a run fail;
 - 409 for user input to a run that is not WAITING_FOR_USER_INPUT, and for
   cancelling a run that already ended (FINISHED or FAILED);
-- faults (:class:`Faults`) are off by default, seeded and reproducible.
+- faults (:class:`Faults`) are off by default, seeded and reproducible;
+- step durations are fixed or drawn per step (:class:`StepDurations`), and a
+  run's ``updated_at`` moves on every change or only on its own status
+  changes (``updated_at_on_steps``);
+- outside the API, ``GET /_emulator/stats`` counts the requests per route and
+  ``GET /_emulator/history`` lists every status each run and step took, with
+  the server's time (also :attr:`Emulator.request_counts`, :meth:`Emulator.history`).
 """
 
+from ._admin import RecordedTransition
 from ._app import RecordedRequest
+from ._durations import StepDurations
 from ._emulator import DEFAULT_ORGANISATION_ID, DEFAULT_STEP_DURATION, DEFAULT_TOKEN, Emulator
 from ._faults import Faults
 from ._serve import add_arguments, banner, main, run_from_args, run_server, serve
@@ -47,6 +55,8 @@ __all__ = [
     "Emulator",
     "Faults",
     "RecordedRequest",
+    "RecordedTransition",
+    "StepDurations",
     "add_arguments",
     "banner",
     "main",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import socket
 import uuid
@@ -13,7 +14,9 @@ from typing import Final
 from aiohttp import web
 
 from .._clock import Clock, SystemClock
+from ._admin import RecordedTransition, admin_routes, history
 from ._app import Api, RecordedRequest
+from ._durations import StepDurations
 from ._engine import Engine
 from ._faults import Faults
 
@@ -68,13 +71,23 @@ class Emulator:
             or ``Api-key: <token>``).
         host: The address to listen on.
         port: The port; 0 picks a free one (read it back from :attr:`url`).
-        step_duration: Seconds each step takes, and a run's NEW -> RUNNING delay.
-        seed: Seeds the fault draws and the server's ids; None for random ones.
+        step_duration: Seconds each step takes, and a run's NEW -> RUNNING
+            delay; or a :class:`StepDurations` to draw them from a distribution.
+        seed: Seeds the fault draws, the step durations drawn and the server's
+            ids; None for random ones.
         clock: Where time comes from; the real clock by default.
         faults: The faults to inject; none by default.
         organisation_id: The organisation of every automation.
         epoch: The wall time the clock's first reading maps to (``created_at``
             and ``updated_at`` are ``epoch`` plus elapsed clock time); now by default.
+        updated_at_on_steps: Whether a run's ``updated_at`` (in its summary and
+            its snapshot) moves when only one of its steps changes, as by
+            default; with False it moves only when the run's own status
+            changes. The contract leaves this open: test both.
+
+    Besides the API, it serves ``GET /_emulator/stats`` (:attr:`request_counts`
+    and the clock) and ``GET /_emulator/history`` (:meth:`history`), without
+    authentication; these are not counted.
 
     Raises:
         ValueError: an empty token, a negative step duration or a bad port.
@@ -86,19 +99,24 @@ class Emulator:
         token: str = DEFAULT_TOKEN,
         host: str = "127.0.0.1",
         port: int = 0,
-        step_duration: float = DEFAULT_STEP_DURATION,
+        step_duration: float | StepDurations = DEFAULT_STEP_DURATION,
         seed: int | None = None,
         clock: Clock | None = None,
         faults: Faults | None = None,
         organisation_id: str = DEFAULT_ORGANISATION_ID,
         epoch: datetime | None = None,
+        updated_at_on_steps: bool = True,
     ) -> None:
         if not token or token != token.strip():
             raise ValueError(
                 f"Emulator token must be a non-empty string without spaces, got {token!r}"
             )
-        if not step_duration >= 0:
-            raise ValueError(f"Emulator step_duration must be >= 0 seconds, got {step_duration!r}")
+        if not isinstance(step_duration, StepDurations):
+            if not (step_duration >= 0 and math.isfinite(step_duration)):
+                raise ValueError(
+                    f"Emulator step_duration must be finite and >= 0 seconds, got {step_duration!r}"
+                )
+            step_duration = StepDurations.fixed(step_duration)
         if not 0 <= port <= 65535:
             raise ValueError(f"Emulator port must be from 0 to 65535, got {port!r}")
         self._host = host
@@ -109,10 +127,14 @@ class Emulator:
             start = start.replace(tzinfo=UTC)
         self._engine = Engine(
             clock=self._clock,
-            step_duration=step_duration,
+            durations=step_duration,
+            rng=random.Random(
+                None if seed is None else f"automation-sdk-emulator-durations:{seed}"
+            ),
             epoch=start.astimezone(UTC),
             organisation_id=organisation_id,
             new_id=_id_maker(seed),
+            updated_at_on_steps=updated_at_on_steps,
         )
         self._api = Api(
             engine=self._engine,
@@ -121,6 +143,7 @@ class Emulator:
             rng=random.Random(seed),
             clock=self._clock,
         )
+        self._durations = step_duration
         self._runner: web.AppRunner | None = None
         self._closed = False
         self._url: str | None = None
@@ -164,6 +187,43 @@ class Emulator:
         return self._api.requests
 
     @property
+    def step_duration(self) -> StepDurations:
+        """How long steps take (a fixed ``step_duration`` as :meth:`StepDurations.fixed`)."""
+        return self._durations
+
+    @property
+    def updated_at_on_steps(self) -> bool:
+        """Whether a step's change alone moves its run's ``updated_at``."""
+        return self._engine.updated_at_on_steps
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        """How many requests each route received, faulted ones included, by method and template.
+
+        Keys look like ``"GET /automations/{automation_id}/sessions/{session_id}/"``;
+        a path matching no route counts as ``"GET (no route)"``. A copy: it
+        does not change afterwards. Served as ``requests`` by ``GET /_emulator/stats``.
+        """
+        return dict(sorted(self._api.counts.items()))
+
+    def history(self, run_id: uuid.UUID | None = None) -> list[RecordedTransition]:
+        """Every status a run and its steps took, with the server's time, in order.
+
+        Runs are first brought up to date, so that the history is complete up
+        to now. One entry per change: the run's creation (``NEW``), each step
+        when reached and at each status change, the run at each status change;
+        within one instant the steps come before the run, as a watch delivers
+        them. Served as JSON by ``GET /_emulator/history[?run_id=ID]``.
+
+        Args:
+            run_id: One run's history; all runs', run by run, when None.
+
+        Raises:
+            KeyError: no run has this id.
+        """
+        return history(self._engine, run_id)
+
+    @property
     def automation_count(self) -> int:
         """How many automations exist."""
         return len(self._engine.automations)
@@ -185,6 +245,7 @@ class Emulator:
         if self._runner is not None:
             return
         app = web.Application()
+        app.router.add_routes(admin_routes(self._api))
         app.router.add_route("*", "/{tail:.*}", self._api.handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()

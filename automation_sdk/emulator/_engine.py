@@ -10,7 +10,8 @@ wall timestamps are ``epoch + stamp``. Every change of a run gets a stamp
 strictly greater than the run's previous one, so ``updated_at`` changes with
 every change a client can observe and never goes backwards.
 
-Timeline of a run, with ``D`` the step duration:
+Timeline of a run, with ``D`` a step duration (fixed, or drawn from a
+:class:`~._durations.StepDurations` once per phase when the run is created):
 
 - ``t0``: created, ``NEW``, no steps.
 - ``t0 + D``: ``RUNNING``; the START step is reached and finishes at once
@@ -20,11 +21,18 @@ Timeline of a run, with ``D`` the step duration:
   ``FINISHED``; an input step waits (``WAITING_FOR_USER_INPUT``) instead of
   running, until its answer arrives. The next step is reached the moment the
   previous one finishes; after the last one the run is ``FINISHED``.
+
+Each run also keeps its *history*: every status its steps and itself took, with
+the stamp it took it at, so that a benchmark can check that a client missed or
+repeated nothing. The ``updated_at`` a client sees moves with every change, or,
+with ``updated_at_on_steps=False``, only when the run's own status changes (the
+contract leaves open which one the real server does).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import uuid
 from collections import deque
@@ -35,6 +43,7 @@ from typing import Any
 from attrs import define, field, frozen
 
 from .._clock import Clock
+from ._durations import StepDurations
 
 __all__ = [
     "AutomationRecord",
@@ -159,6 +168,16 @@ class RunRecord:
     updated: int
     plan: tuple[_StepDef, ...]
     """The steps to run, breadth-first from START."""
+    durations: tuple[int, ...]
+    """Microseconds of the NEW phase, then of each step of the plan."""
+    shown: int
+    """The stamp shown as ``updated_at``."""
+    history: list[tuple[int, int, str]]
+    """``(stamp, step index or -1 for the run, status)`` of every status taken, in order."""
+    logged: list[str] = field(factory=list)
+    """The last status logged for each step reached."""
+    logged_status: str = NEW
+    """The last status of the run logged."""
     error: str | None = None
     steps: list[_RunStep] = field(factory=list)
     next_event: int | None = None
@@ -251,25 +270,32 @@ class Engine:
 
     Args:
         clock: Where ``now`` comes from.
-        step_duration: Seconds each step takes (and the NEW -> RUNNING delay).
+        durations: How long each step takes (and the NEW -> RUNNING delay).
+        rng: Draws the durations.
         epoch: The wall time of the engine's stamp 0.
         organisation_id: The organisation every automation belongs to.
         new_id: Makes the server's ids (seeded in tests for reproducibility).
+        updated_at_on_steps: Whether a step's change moves the run's ``updated_at``
+            (else only a change of the run's status does).
     """
 
     def __init__(
         self,
         *,
         clock: Clock,
-        step_duration: float,
+        durations: StepDurations,
+        rng: random.Random,
         epoch: datetime,
         organisation_id: str,
         new_id: Callable[[], uuid.UUID],
+        updated_at_on_steps: bool = True,
     ) -> None:
         self._clock = clock
         self._origin = clock.monotonic()
-        self._duration = round(step_duration * 1_000_000)
+        self._durations = durations
+        self._rng = rng
         self._epoch = epoch
+        self.updated_at_on_steps = updated_at_on_steps
         self.organisation_id = organisation_id
         self._new_id = new_id
         self.automations: dict[uuid.UUID, AutomationRecord] = {}
@@ -285,10 +311,42 @@ class Engine:
         text = (self._epoch + timedelta(microseconds=stamp)).isoformat()
         return text.replace("+00:00", "Z")
 
+    @property
+    def epoch(self) -> datetime:
+        """The wall time of stamp 0."""
+        return self._epoch
+
+    def clock_of(self, stamp: int) -> float:
+        """A stamp as a reading of the engine's clock (``clock.monotonic()`` seconds)."""
+        return self._origin + stamp / 1_000_000
+
     @staticmethod
     def _touch(run: RunRecord, at: int) -> int:
         run.updated = max(at, run.updated + 1)
         return run.updated
+
+    def _log(self, run: RunRecord, stamp: int) -> None:
+        """Append the statuses that changed at ``stamp`` to the history: steps first, then the run.
+
+        Only the last step logged and the new ones can have changed: a step is
+        reached when the one before it finished.
+        """
+        logged = run.logged
+        for index in range(max(0, len(logged) - 1), len(run.steps)):
+            status = run.steps[index].status
+            if index == len(logged):
+                logged.append(status)
+            elif logged[index] == status:
+                continue
+            else:
+                logged[index] = status
+            run.history.append((stamp, index, status))
+        if run.status != run.logged_status:
+            run.logged_status = run.status
+            run.history.append((stamp, -1, run.status))
+            run.shown = stamp
+        elif self.updated_at_on_steps:
+            run.shown = stamp
 
     # -- automations -------------------------------------------------------
 
@@ -330,6 +388,9 @@ class Engine:
     def create_run(self, automation: AutomationRecord, inputs: dict[str, Any]) -> RunRecord:
         """Start a run: NEW now, RUNNING one step duration later."""
         now = self.now()
+        plan = _plan(automation.steps, automation.edges)
+        draw = self._durations.draw
+        durations = tuple(round(draw(self._rng) * 1_000_000) for _ in range(len(plan) + 1))
         run = RunRecord(
             id=self._new_id(),
             automation=automation,
@@ -337,8 +398,11 @@ class Engine:
             status=NEW,
             created=now,
             updated=now,
-            plan=_plan(automation.steps, automation.edges),
-            next_event=now + self._duration,
+            plan=plan,
+            durations=durations,
+            shown=now,
+            history=[(now, -1, NEW)],
+            next_event=now + durations[0],
         )
         automation.runs[run.id] = run
         return run
@@ -349,7 +413,9 @@ class Engine:
         while run.next_event is not None and run.next_event <= now:
             at = run.next_event
             run.next_event = None
-            self._fire(run, at, self._touch(run, at))
+            stamp = self._touch(run, at)
+            self._fire(run, at, stamp)
+            self._log(run, stamp)
 
     def _fire(self, run: RunRecord, at: int, stamp: int) -> None:
         current = run.current
@@ -374,7 +440,8 @@ class Engine:
                 run.status = WAITING
             else:
                 current.status = RUNNING
-                run.next_event = at + self._duration - self._duration // 2
+                duration = run.durations[len(run.steps)]
+                run.next_event = at + duration - duration // 2
         elif current.status == RUNNING:
             current.status = FINISHED
             current.result = llm_result(current.step.step_type, current.prompt)
@@ -410,7 +477,7 @@ class Engine:
                     problem="; ".join(renderer.problems) or None,
                 )
             )
-            run.next_event = at + self._duration // 2
+            run.next_event = at + run.durations[len(run.steps)] // 2
             return
         run.status = FINISHED
         run.error = None
@@ -433,6 +500,7 @@ class Engine:
         run.status = FAILED
         run.error = CANCELLED
         run.next_event = None
+        self._log(run, stamp)
 
     def submit_input(self, run: RunRecord, text: str) -> None:
         """Answer the waiting input step and let the run go on.
@@ -454,6 +522,7 @@ class Engine:
         current.updated = stamp
         run.status = RUNNING
         self._reach_next(run, now, stamp)
+        self._log(run, stamp)
 
     # -- JSON shapes -------------------------------------------------------
 
@@ -507,7 +576,7 @@ class Engine:
             "error": run.error,
             "status": run.status,
             "created_at": self.wall(run.created),
-            "updated_at": self.wall(run.updated),
+            "updated_at": self.wall(run.shown),
         }
 
     def _run_step_json(self, step: _RunStep) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Sequence
 
+from ._durations import StepDurations
 from ._emulator import DEFAULT_STEP_DURATION, DEFAULT_TOKEN, Emulator
 from ._faults import Faults
 
@@ -24,10 +25,11 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     token: str = DEFAULT_TOKEN,
-    step_duration: float = DEFAULT_STEP_DURATION,
+    step_duration: float | StepDurations = DEFAULT_STEP_DURATION,
     seed: int | None = None,
     faults: Faults | None = None,
     ready: Callable[[Emulator], object] | None = None,
+    updated_at_on_steps: bool = True,
 ) -> None:
     """Serve the emulator until the task is cancelled.
 
@@ -35,17 +37,25 @@ async def serve(
         host: The address to listen on.
         port: The port (0 picks a free one).
         token: The API token accepted.
-        step_duration: Seconds each step of a run takes.
-        seed: Seeds faults and ids; None for random ones.
+        step_duration: Seconds each step of a run takes, or a :class:`StepDurations`.
+        seed: Seeds faults, step durations and ids; None for random ones.
         faults: The faults to inject; none by default.
         ready: Called with the running :class:`Emulator` once it listens;
             by default the :func:`banner` is printed to stdout.
+        updated_at_on_steps: Whether a step's change alone moves its run's
+            ``updated_at`` (see :class:`Emulator`).
 
     Raises:
         OSError: the address cannot be bound.
     """
     async with Emulator(
-        host=host, port=port, token=token, step_duration=step_duration, seed=seed, faults=faults
+        host=host,
+        port=port,
+        token=token,
+        step_duration=step_duration,
+        seed=seed,
+        faults=faults,
+        updated_at_on_steps=updated_at_on_steps,
     ) as emulator:
         if ready is None:
             print(banner(emulator), flush=True)
@@ -59,9 +69,10 @@ def run_server(
     host: str = "127.0.0.1",
     port: int = 8080,
     token: str = DEFAULT_TOKEN,
-    step_duration: float = DEFAULT_STEP_DURATION,
+    step_duration: float | StepDurations = DEFAULT_STEP_DURATION,
     seed: int | None = None,
     faults: Faults | None = None,
+    updated_at_on_steps: bool = True,
 ) -> None:
     """Serve the emulator in a new event loop until Ctrl-C, then return quietly.
 
@@ -79,6 +90,7 @@ def run_server(
                 step_duration=step_duration,
                 seed=seed,
                 faults=faults,
+                updated_at_on_steps=updated_at_on_steps,
             )
         )
     print("Automation API emulator stopped.", flush=True)
@@ -107,10 +119,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--step-duration",
-        type=float,
-        default=DEFAULT_STEP_DURATION,
+        type=_durations,
+        default=StepDurations.fixed(DEFAULT_STEP_DURATION),
         metavar="SECONDS",
-        help="seconds each step of a run takes (default: %(default)s)",
+        help="seconds each step of a run takes, or a distribution: uniform:LOW:HIGH "
+        "or exponential:MEAN, drawn per step, reproducible with --seed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--updated-at-on-steps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="whether a step's change alone moves its run's updated_at; "
+        "--no-updated-at-on-steps moves it only on run status changes (default: on)",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="seed for faults and ids (reproducible)"
@@ -141,6 +161,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _durations(text: str) -> StepDurations:
+    try:
+        return StepDurations.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _faults_from(args: argparse.Namespace) -> Faults:
     return Faults(
         **{name: getattr(args, name) for name, _ in _RATES},
@@ -165,6 +192,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             step_duration=args.step_duration,
             seed=args.seed,
             faults=faults,
+            updated_at_on_steps=args.updated_at_on_steps,
         )
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -182,8 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _faults_from(args)
-        if args.step_duration < 0:
-            raise ValueError(f"--step-duration must be >= 0, got {args.step_duration}")
     except ValueError as exc:
         parser.error(str(exc))
     return run_from_args(args)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,3 +107,21 @@ async def http(emu: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
 def api(http: aiohttp.ClientSession) -> Api:
     """The request helper."""
     return Api(http)
+
+
+OpenEmulator = Callable[..., Awaitable[tuple[Emulator, Api]]]
+
+
+@pytest.fixture
+async def open_emulator(clock: FakeClock) -> AsyncIterator[OpenEmulator]:
+    """Opens emulators with other options (the fake clock by default), closed after the test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def open_(**options: Any) -> tuple[Emulator, Api]:
+            options.setdefault("clock", clock)
+            emu = await stack.enter_async_context(Emulator(token=TOKEN, epoch=EPOCH, **options))
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            http = await stack.enter_async_context(aiohttp.ClientSession(emu.url, headers=headers))
+            return emu, Api(http)
+
+        yield open_

@@ -14,7 +14,15 @@ import aiohttp
 import pytest
 
 import automation_sdk.emulator as emulator_pkg
-from automation_sdk.emulator import Emulator, Faults, add_arguments, banner, main, serve
+from automation_sdk.emulator import (
+    Emulator,
+    Faults,
+    StepDurations,
+    add_arguments,
+    banner,
+    main,
+    serve,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +119,8 @@ def test_add_arguments_builds_faults_options() -> None:
         0.1,
         "GET,POST",
     )
-    assert args.step_duration == 0.5
+    assert args.step_duration == StepDurations.fixed(0.5)
+    assert args.updated_at_on_steps is True
 
 
 def test_main_rejects_bad_fault_rates(capsys: pytest.CaptureFixture[str]) -> None:
