@@ -19,10 +19,12 @@ from automation_sdk import (
     NotFoundError,
     RetryPolicy,
     RunFailedError,
+    StepSpec,
     TransportError,
     WaitTimeoutError,
     _otel,
 )
+from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, run_step_json
 
@@ -329,3 +331,20 @@ async def test_no_span_is_made_before_a_provider_is_set(
 
         monkeypatch.setattr(_otel.Tracing, "request", refuse)
         await client.runs.get(AUTOMATION_ID, RUN_ID)
+
+
+async def test_a_monitors_polls_are_spans(
+    clock: FakeClock, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A RunMonitor's summary polls and detail fetches each make a request span."""
+    async with (
+        Emulator(token=TOKEN, clock=clock, step_duration=2.0, seed=3) as emu,
+        AutomationClient(TOKEN, base_url=emu.url, clock=clock, tracer_provider=provider) as client,
+    ):
+        automation = await client.automations.create(name="one", steps=[StepSpec("start", "START")])
+        run = await client.runs.create(automation.id)
+        async with client.runs.monitor(strategy="summary") as monitor:
+            monitor.add(automation.id, run.id)
+            [event async for event in monitor]
+    assert only(exporter, "GET /automations/{automation_id}/")
+    assert only(exporter, GET_RUN)
