@@ -281,7 +281,9 @@ def _what_happened(exc: BaseException | None) -> str:
         return f"answered {exc.status_code} with a body that is not JSON"
     if exc is None:
         return "failed"
-    return f"failed with {type(exc).__name__}"
+    cause = exc.__cause__  # aiohttp's own error, for a failure without an answer
+    because = "" if cause is None else f" ({type(cause).__name__})"
+    return f"failed with {type(exc).__name__}{because}"
 
 
 class Observer:

@@ -238,9 +238,10 @@ async def test_hooks_get_a_record_per_try_and_per_retry(
 
 
 async def test_a_try_that_gets_no_answer_has_no_status(
-    mock: aioresponses, clock: FakeClock
+    mock: aioresponses, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A failed connection is a record without a status, with the error's type."""
+    """A lost connection is a record without a status; its retry line names aiohttp's error."""
+    caplog.set_level(logging.INFO, logger="automation_sdk")
     tries: list[RequestRecord] = []
     mock.get(RUN_URL, exception=aiohttp.ServerDisconnectedError())
     mock.get(RUN_URL, status=404, payload={"detail": "no such run"})
@@ -251,6 +252,11 @@ async def test_a_try_that_gets_no_answer_has_no_status(
         (None, "TransportError"),
         (404, "NotFoundError"),
     ]
+    [retry] = sdk_records(caplog, logging.INFO)
+    assert retry.getMessage() == (
+        f"GET {RUN_PATH} failed with TransportError (ServerDisconnectedError); "
+        "try 2 of 4 in 0.50s (backoff)"
+    )
 
 
 async def test_a_hook_that_raises_is_logged_and_the_request_goes_on(
