@@ -132,6 +132,13 @@ def _connection(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default(False),
         help="print machine-readable JSON (NDJSON for watch) (default: text)",
     )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log each retry and its wait on stderr; -vv every request and poll too",
+    )
 
 
 def _api_parser(
@@ -439,6 +446,13 @@ def _print_run(run: object, args: argparse.Namespace, out: IO[str], *, hint: boo
 def _client(args: argparse.Namespace) -> AutomationClient:
     from ._client import AutomationClient
     from ._retry import RetryPolicy
+
+    if args.verbose:
+        import logging
+
+        from ._observe import install_handler
+
+        install_handler(logging.INFO if args.verbose == 1 else logging.DEBUG)
 
     return AutomationClient(
         args.token,
