@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         StepType,
     )
     from ._monitor import RunMonitor
+    from ._observe import Hooks, RequestRecord, RetryRecord
     from ._poller import RunWatch
     from ._resources import Automations, Runs
     from ._retry import RetryPolicy
@@ -81,16 +82,19 @@ __all__ = [
     "ConflictError",
     "EdgeSpec",
     "EventLoopMismatchError",
+    "Hooks",
     "InsecureURLWarning",
     "InvalidArgumentError",
     "JSONValue",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestRecord",
     "RequestTimeoutError",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
+    "RetryRecord",
     "Run",
     "RunFailedError",
     "RunMonitor",
@@ -138,16 +142,19 @@ _EXPORTS: dict[str, str] = {
     "ConflictError": ".errors",
     "EdgeSpec": "._models",
     "EventLoopMismatchError": ".errors",
+    "Hooks": "._observe",
     "InsecureURLWarning": ".errors",
     "InvalidArgumentError": ".errors",
     "JSONValue": "._models",
     "NotFoundError": ".errors",
     "PermissionDeniedError": ".errors",
     "RateLimitError": ".errors",
+    "RequestRecord": "._observe",
     "RequestTimeoutError": ".errors",
     "ResponseTooLargeError": ".errors",
     "ResponseValidationError": ".errors",
     "RetryPolicy": "._retry",
+    "RetryRecord": "._observe",
     "Run": "._models",
     "RunFailedError": ".errors",
     "RunMonitor": "._monitor",

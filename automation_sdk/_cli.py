@@ -132,6 +132,13 @@ def _connection(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default(False),
         help="print machine-readable JSON (NDJSON for watch) (default: text)",
     )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log each retry and its wait on stderr; -vv every request and poll too",
+    )
 
 
 def _api_parser(
@@ -440,6 +447,13 @@ def _client(args: argparse.Namespace) -> AutomationClient:
     from ._client import AutomationClient
     from ._retry import RetryPolicy
 
+    if args.verbose:
+        import logging
+
+        from ._observe import install_handler
+
+        install_handler(logging.INFO if args.verbose == 1 else logging.DEBUG)
+
     return AutomationClient(
         args.token,
         base_url=args.base_url,
@@ -476,7 +490,7 @@ def _api(command: Callable[[argparse.Namespace, IO[str]], Coroutine[Any, Any, in
         except RunFailedError as exc:
             return _fail(str(exc), EXIT_RUN_FAILED, secrets)
         except AutomationError as exc:
-            return _fail(str(exc), EXIT_API, secrets)
+            return _fail(_cli_advice(str(exc)), EXIT_API, secrets)
         except RecursionError:
             # Only an answer of the API can get here: the command line's own JSON
             # (spec files, --inputs-json, checkpoints) is read with this caught.
@@ -784,6 +798,27 @@ def _one_line(text: str) -> str:
 def _warn(message: str) -> None:
     sys.stderr.write(f"automation-sdk: warning: {_one_line(message)}\n")
     sys.stderr.flush()
+
+
+# The SDK's advice names Python arguments; a command-line user has options instead.
+_CLI_ADVICE: Final = (
+    ("raise the client's timeout", "raise --request-timeout"),
+    ("(the retry policy allows a single try)", "(--retries 1 allows a single try)"),
+    ("on every try the retry policy allows", "on every try --retries allows"),
+    ("the retry policy's max_retry_after", "the longest Retry-After the command line waits for"),
+    (
+        "If the API really sends answers that large, raise "
+        "AutomationClient(max_response_bytes=...)",
+        "The command line reads no larger answer",
+    ),
+)
+
+
+def _cli_advice(message: str) -> str:
+    """``message`` with advice about Python arguments said in the command line's terms."""
+    for python, cli in _CLI_ADVICE:
+        message = message.replace(python, cli)
+    return message
 
 
 def _fail(message: str, code: int, secrets: Sequence[str] = ()) -> int:

@@ -450,3 +450,55 @@ def test_help_and_version_import_no_sdk_and_no_server(argv: tuple[str, ...]) -> 
     assert proc.stderr.strip().splitlines()[-1] == "-", proc.stderr
     if argv == ("--version",):
         assert proc.stdout.strip() == f"automation-sdk {__version__}"
+
+
+def test_a_server_error_not_retried_names_the_option_not_the_policy(
+    api: None, mock: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 500 after --retries 1 says --retries allowed one try, and names no Python argument."""
+    mock.get(ANY_URL, status=500, payload={"detail": "boom"}, repeat=True)
+    code, _, err = cli(capsys, *GET, "--retries", "1")
+    assert_one_line(err, code, 3)
+    assert "it was not retried (--retries 1 allows a single try)" in err
+    assert "retry policy" not in err.lower()
+    assert "was retried" not in err
+
+
+def test_a_server_error_retried_in_vain_names_the_option(
+    api: None, mock: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 500 on every try says --retries was used up, and how many tries there were."""
+    monkeypatch.setattr("automation_sdk._clock.SystemClock.sleep", _no_sleep)
+    mock.get(ANY_URL, status=500, payload={"detail": "boom"}, repeat=True)
+    code, _, err = cli(capsys, *GET, "--retries", "2")
+    assert_one_line(err, code, 3)
+    assert "on every try --retries allows" in err
+    assert "Gave up after 2 tries" in err
+
+
+def test_a_request_timeout_names_the_option(
+    api: None, mock: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A request that timed out points at --request-timeout, not at the client's arguments."""
+    mock.get(ANY_URL, exception=TimeoutError(), repeat=True)
+    code, _, err = cli(capsys, *GET, "--retries", "1")
+    assert_one_line(err, code, 3)
+    assert "raise --request-timeout" in err
+    assert "client's timeout" not in err
+
+
+def test_every_python_phrase_the_cli_rewrites_is_still_said_by_the_sdk() -> None:
+    """Each piece of advice the command line rewrites still stands in the SDK's source."""
+    from automation_sdk import _cli
+
+    source = "".join(
+        " ".join(p.read_text(encoding="utf-8").split())
+        for p in Path(_cli.__file__).parent.glob("*.py")
+        if p.name != "_cli.py"
+    )
+    for python, _ in _cli._CLI_ADVICE:
+        assert " ".join(python.split()) in source.replace('" "', ""), python
+
+
+async def _no_sleep(self: object, seconds: float) -> None:
+    """A clock sleep that returns at once."""
