@@ -450,7 +450,12 @@ def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
         assert "emulator-secret" not in banner
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        try:
+            _, err = proc.communicate(timeout=60)  # a bound for a loaded machine, not a wait
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave it running for later tests to trip over
+            proc.communicate()
+            raise
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

@@ -148,7 +148,7 @@ async def test_module_serves_and_stops_cleanly_on_ctrl_c() -> None:
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
         found = re.search(r"listening on (http://127\.0\.0\.1:\d+) \(token: \*\*\*\)", line)
         assert found, line
         async with (
@@ -159,7 +159,7 @@ async def test_module_serves_and_stops_cleanly_on_ctrl_c() -> None:
         ):
             assert resp.status == 405
         proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), 10)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         if proc.returncode is None:
             proc.kill()
