@@ -8,11 +8,15 @@ JSON (never pickle), safe to store anywhere::
     {"format": "automation_sdk.run_watch", "version": 1,
      "automation_id": "...", "run_id": "...",
      "run_status": "RUNNING", "updated_at": "2026-11-29T10:00:03.120000+00:00",
-     "steps": {"<step definition id>": "FINISHED", ...}}
+     "steps": {"<step definition id>": "FINISHED", ...},
+     "step_updated_at": {"<step definition id>": "2026-11-29T10:00:02+00:00", ...}}
 
 ``run_status`` and ``steps`` hold the last status *delivered* (not merely
 seen) for the run and for each step, keyed by the step definition's id;
-``updated_at`` is the server time of the last accepted snapshot.
+``updated_at`` is the server time of the last accepted snapshot, and
+``step_updated_at`` that of each step's entry last taken, so that a resumed
+watch judges stale entries as the first one did. ``step_updated_at`` is
+optional (checkpoints of SDKs before it lack it; older SDKs ignore it).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Checkpoint:
     run_status: RunStatus | None
     updated_at: datetime | None
     steps: Mapping[uuid.UUID, StepStatus]
+    step_updated_at: Mapping[uuid.UUID, datetime]
 
 
 def dump(
@@ -53,20 +58,21 @@ def dump(
     run_status: RunStatus | None,
     updated_at: datetime | None,
     steps: Mapping[uuid.UUID, StepStatus],
+    step_updated_at: Mapping[uuid.UUID, datetime] | None = None,
 ) -> str:
     """Serialise a watch's delivered state as a checkpoint (compact JSON)."""
-    return json.dumps(
-        {
-            "format": FORMAT,
-            "version": VERSION,
-            "automation_id": str(automation_id),
-            "run_id": str(run_id),
-            "run_status": None if run_status is None else run_status.value,
-            "updated_at": None if updated_at is None else updated_at.isoformat(),
-            "steps": {str(step_id): status.value for step_id, status in steps.items()},
-        },
-        separators=(",", ":"),
-    )
+    doc: dict[str, object] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "automation_id": str(automation_id),
+        "run_id": str(run_id),
+        "run_status": None if run_status is None else run_status.value,
+        "updated_at": None if updated_at is None else updated_at.isoformat(),
+        "steps": {str(step_id): status.value for step_id, status in steps.items()},
+    }
+    if step_updated_at:
+        doc["step_updated_at"] = {str(k): v.isoformat() for k, v in step_updated_at.items()}
+    return json.dumps(doc, separators=(",", ":"))
 
 
 def load(text: object, *, automation_id: uuid.UUID, run_id: uuid.UUID) -> Checkpoint:
@@ -87,7 +93,12 @@ def load(text: object, *, automation_id: uuid.UUID, run_id: uuid.UUID) -> Checkp
         )
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InvalidArgumentError(
+            f"resume_from is not a watch checkpoint: JSON nested too deep to read; {_HOW}"
+        ) from None
     except ValueError as exc:
+        # A syntax error, or an integer string longer than Python converts.
         raise InvalidArgumentError(
             f"resume_from is not a watch checkpoint: not JSON ({exc}); {_HOW}"
         ) from None
@@ -124,17 +135,31 @@ def load(text: object, *, automation_id: uuid.UUID, run_id: uuid.UUID) -> Checkp
         if not isinstance(status, str):
             raise _bad(f"steps[{key!r}]", "a status string", status)
         parsed_steps[_parse_uuid(key, f"steps key {key!r}")] = StepStatus(status)
+    step_times = doc.get("step_updated_at", {})
+    if not isinstance(step_times, dict):
+        raise _bad("step_updated_at", "an object of step id -> timestamp", step_times)
+    parsed_times: dict[uuid.UUID, datetime] = {}
+    for key, at in step_times.items():
+        field = f"step_updated_at[{key!r}]"
+        parsed_at = _datetime(at, field)
+        if parsed_at is None:
+            raise _bad(field, "an ISO 8601 timestamp", at)
+        parsed_times[_parse_uuid(key, f"step_updated_at key {key!r}")] = parsed_at
     return Checkpoint(
         automation_id=cp_automation,
         run_id=cp_run,
         run_status=None if run_status is None else RunStatus(run_status),
         updated_at=_datetime(doc.get("updated_at")),
         steps=parsed_steps,
+        step_updated_at=parsed_times,
     )
 
 
 def _bad(field: str, expected: str, got: object) -> InvalidArgumentError:
-    shown = repr(got)
+    try:
+        shown = repr(got)
+    except RecursionError:  # a value nested almost as deep as json.loads goes
+        shown = f"a {type(got).__name__} nested too deep to show"
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return InvalidArgumentError(
         f"checkpoint field {field}: expected {expected}, got {shown}; {_HOW} unchanged"
@@ -154,7 +179,7 @@ def _parse_uuid(value: object, field: str) -> uuid.UUID:
     raise _bad(field, "a UUID string", value)
 
 
-def _datetime(value: object) -> datetime | None:
+def _datetime(value: object, field: str = "updated_at") -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -164,4 +189,4 @@ def _datetime(value: object) -> datetime | None:
             pass
         else:
             return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    raise _bad("updated_at", "an ISO 8601 timestamp or null", value)
+    raise _bad(field, "an ISO 8601 timestamp or null", value)

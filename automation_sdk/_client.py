@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from . import _paths
+import aiohttp
+
+from . import _config, _paths
 from ._clock import Clock, SystemClock
 from ._resources import Automations, Runs
 from ._retry import RetryPolicy
 from ._transport import Transport
 from ._version import __version__
-from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    import aiohttp
 
 __all__ = ["AutomationClient"]
 
 _DEFAULT_RETRY = RetryPolicy()
+# The API does not paginate runs.list: an automation with a thousand runs of ten
+# steps, each with a few kB of LLM output, answers several MiB.
+_DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class AutomationClient:
@@ -47,10 +47,22 @@ class AutomationClient:
             ``Authorization``).
         clock: The clock every wait goes through (retry backoff, polling,
             deadlines); :class:`automation_sdk.testing.FakeClock` in tests.
+        max_response_bytes: The largest answer body the client reads, counted
+            after decompression (16 MiB by default). Reading stops as soon as
+            a body passes it, with :class:`~automation_sdk.errors.ResponseTooLargeError`,
+            so that no answer can fill memory.
 
     Raises:
-        ConfigurationError: no token was given or found, or the base URL or
-            timeout is unusable.
+        ConfigurationError: no token was given or found; the token, org id or
+            a header holds a control character; the base URL has a query,
+            fragment, user name or password, no host, or another scheme than
+            http(s); the timeout is not a finite number of seconds above 0;
+            ``retry``, ``session`` or ``clock`` is of the wrong type;
+            ``max_response_bytes`` is not a whole number >= 1.
+
+    Warns:
+        InsecureURLWarning: the base URL is plain ``http://`` to a host other
+            than this machine (the token would travel unencrypted).
     """
 
     def __init__(
@@ -64,22 +76,44 @@ class AutomationClient:
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        token = token if token is not None else os.environ.get(_paths.ENV_TOKEN)
-        if not token or not token.strip():
-            raise ConfigurationError(
-                f"no API token: pass AutomationClient(token=...) or set {_paths.ENV_TOKEN}"
+        # Every value is checked here, so that no request can fail on configuration.
+        checked_token = _config.token(
+            token if token is not None else os.environ.get(_paths.ENV_TOKEN)
+        )
+        checked_url = _config.base_url(
+            base_url or os.environ.get(_paths.ENV_BASE_URL) or _paths.DEFAULT_BASE_URL
+        )
+        checked_org = _config.org_id(
+            org_id if org_id is not None else os.environ.get(_paths.ENV_ORG_ID)
+        )
+        _config.instance(
+            retry, RetryPolicy, "retry", "a RetryPolicy, such as RetryPolicy(attempts=3)"
+        )
+        if session is not None:
+            _config.instance(session, aiohttp.ClientSession, "session", "an aiohttp.ClientSession")
+        if clock is not None:
+            # Clock is a runtime-checkable protocol: this checks monotonic() and sleep().
+            _config.instance(
+                clock,
+                Clock,
+                "clock",
+                "a Clock with monotonic() and async sleep(), such as FakeClock()",
             )
         self._transport = Transport(
-            token=token.strip(),
-            base_url=base_url or os.environ.get(_paths.ENV_BASE_URL) or _paths.DEFAULT_BASE_URL,
-            org_id=org_id if org_id is not None else os.environ.get(_paths.ENV_ORG_ID) or None,
-            timeout=timeout,
+            token=checked_token,
+            base_url=checked_url,
+            org_id=checked_org,
+            timeout=_config.timeout(timeout),
             retry=retry,
             session=session,
-            headers=headers,
+            headers=_config.headers(headers),
             clock=clock or SystemClock(),
             user_agent=f"automation-sdk/{__version__}",
+            max_response_bytes=_config.check_int(
+                max_response_bytes, "max_response_bytes", minimum=1
+            ),
         )
         self.automations = Automations(self._transport)
         """Create and read automations."""

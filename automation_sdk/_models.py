@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeAlias
 
-from attrs import field, frozen
+from attrs import Attribute, field, frozen
+
+from ._jsonable import to_json
+from .errors import InvalidArgumentError
 
 __all__ = [
     "Automation",
@@ -285,6 +288,54 @@ def _spec_id(value: uuid.UUID | str | None) -> uuid.UUID:
     return to_uuid(value, "StepSpec.id")
 
 
+def _type_name(value: object) -> str:
+    """``value`` for a message about its type: ``None``, ``int 5``."""
+    if value is None:
+        return "None"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _spec_name(_: object, __: Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        shown = repr(value) if isinstance(value, str) else _type_name(value)
+        raise InvalidArgumentError(
+            f"StepSpec: name must be a non-empty string such as 'summarise', got {shown}"
+        )
+
+
+def _spec_step_type(spec: StepSpec, _: Attribute[StepType | str], value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        shown = repr(value) if isinstance(value, str) else _type_name(value)
+        raise InvalidArgumentError(
+            f"StepSpec {spec.name!r}: step_type must be a StepType or its name as a string "
+            f"('START', 'LLM', 'INPUT', ...), got {shown}"
+        )
+
+
+def _spec_prompt(spec: StepSpec, _: Attribute[Mapping[str, JSONValue]], value: object) -> None:
+    where = f"StepSpec {spec.name!r}"
+    if not isinstance(value, Mapping):
+        # The most natural mistake: the prompt's text where its object belongs.
+        text = value if isinstance(value, str) and len(value) <= 60 else "..."
+        shown = f"the string {_short(value)}" if isinstance(value, str) else _type_name(value)
+        raise InvalidArgumentError(
+            f"{where}: prompt_template must be a mapping tagged by its type, such as "
+            f'prompt_template={{"type": "text", "text": "{text}"}}, got {shown}'
+        )
+    if value and not isinstance(value.get("type"), str):
+        raise InvalidArgumentError(
+            f'{where}: prompt_template needs a "type" key holding a string, such as '
+            f'prompt_template={{"type": "text", "text": "..."}}, got the keys '
+            f"{', '.join(repr(k) for k in list(value)[:5])}"
+        )
+    to_json(value, f"{where}: prompt_template")
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 60 else repr(value[:57] + "...")
+
+
 @frozen
 class StepSpec:
     """A step to create with :meth:`~automation_sdk.Automations.create`.
@@ -293,23 +344,49 @@ class StepSpec:
         name: The step's name (unique within the automation).
         step_type: START, LLM, INPUT, ... as a :class:`StepType` or a string.
         prompt_template: The template, an object tagged by ``type``, e.g.
-            ``{"type": "text", "text": "Summarise ${INPUTS.ticket}"}``.
+            ``{"type": "text", "text": "Summarise ${INPUTS.ticket}"}``;
+            empty for a START step.
         id: The step's id; a new UUID when omitted.
+
+    Raises:
+        InvalidArgumentError: a field of the wrong form (a name that is not a
+            string, a prompt given as a plain string, a value JSON cannot
+            carry); checked when the spec is built.
     """
 
-    name: str
-    step_type: StepType | str
-    prompt_template: Mapping[str, JSONValue] = field(factory=dict)
+    name: str = field(validator=_spec_name)
+    step_type: StepType | str = field(validator=_spec_step_type)
+    prompt_template: Mapping[str, JSONValue] = field(factory=dict, validator=_spec_prompt)
     id: uuid.UUID = field(default=None, converter=_spec_id)
+
+
+def _edge_end(_: object, attribute: Attribute[str | uuid.UUID], value: object) -> None:
+    if isinstance(value, uuid.UUID) or (isinstance(value, str) and value.strip()):
+        return
+    shown = repr(value) if isinstance(value, str) else _type_name(value)
+    raise InvalidArgumentError(
+        f"EdgeSpec: {attribute.name} must name a StepSpec by its name (a string) or its id "
+        f"(a uuid.UUID), e.g. EdgeSpec('start', 'summarise'), got {shown}"
+    )
+
+
+def _edge_label(_: object, __: Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"EdgeSpec: label must be a string, got {_type_name(value)}")
 
 
 @frozen
 class EdgeSpec:
-    """An edge to create: ``source`` and ``target`` name a :class:`StepSpec` by name or id."""
+    """An edge to create: ``source`` and ``target`` name a :class:`StepSpec` by name or id.
 
-    source: str | uuid.UUID
+    Raises:
+        InvalidArgumentError: an end that is neither a string nor a UUID, or a
+            label that is not a string; checked when the edge is built.
+    """
+
+    source: str | uuid.UUID = field(validator=_edge_end)
     """The step the edge leaves: a :class:`StepSpec`'s name or id."""
-    target: str | uuid.UUID
+    target: str | uuid.UUID = field(validator=_edge_end)
     """The step the edge enters: a :class:`StepSpec`'s name or id."""
-    label: str = ""
+    label: str = field(default="", validator=_edge_label)
     """A free label."""

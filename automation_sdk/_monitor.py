@@ -15,11 +15,13 @@ per *automation*. Its plan for each automation is one of two:
 ``strategy="auto"`` weighs the two from measured sizes after each summary: the
 summary's bytes (its entries times the bytes of one) against the bytes of one
 detail times the watched runs. The API does not say whether a summary's
-``updated_at`` moves when only a step changes; a detail whose steps changed
-later than its run's ``updated_at``, or a summary older than a detail already
-seen, shows that it does not, and from then on the runs of that automation
-watched for step events are fetched on their own cadence (the summary still
-tells when a run needing only its end has ended).
+``updated_at`` moves when only a step changes. Until it has seen it move on a
+step change alone, the monitor also fetches one run per tick that the summary
+did not point at; a detail whose steps changed later than its run's
+``updated_at``, or a summary older than a detail already seen, shows that it
+does not, and from then on the runs of that automation watched for step events
+are fetched on their own cadence (the summary still tells when a run needing
+only its end has ended).
 
 One scheduler task owns the timing; each tick of an automation runs in its own
 task; everything waits on the client's clock. Events go through one bounded
@@ -88,6 +90,9 @@ _JITTER: Final = 0.1
 # near the balance do not flip the plan on every tick.
 _HYSTERESIS: Final = 1.25
 _STRATEGIES: Final = ("auto", "summary", "per_run")
+# What one more request costs beyond its body, in bytes: the request line and
+# headers both ways (about 500 bytes against aiohttp and the emulator).
+_REQUEST_BYTES: Final = 500
 # One generator for the whole module, as in the poller.
 _rng: Final = random.Random()
 
@@ -159,12 +164,14 @@ class _Watched:
         "cadence",
         "dirty",
         "ended",
+        "fetched_at",
         "mode",
         "path",
         "queued",
         "run_id",
         "seen",
         "settled",
+        "step_only",
         "tracker",
         "waiters",
     )
@@ -181,6 +188,8 @@ class _Watched:
         self.queued = 0  # events in the monitor's queue, not consumed yet
         self.dirty = mode == _STEPS  # a detail fetch is wanted (the first one at once)
         self.seen: tuple[str, str] | None = None  # the last summary entry: (status, updated_at)
+        self.step_only = False  # the entry moved, its status did not: a step changed
+        self.fetched_at = -math.inf  # when the last detail fetch ended, on the clock
         self.busy = False  # a detail fetch is in flight
         self.settled = False  # a final snapshot was accepted: nothing more to fetch
         self.ended = False  # left the monitor (end delivered, failed, removed)
@@ -198,6 +207,7 @@ class _Automation:
         "fallback",
         "id",
         "listed",
+        "moves_on_steps",
         "path",
         "plan",
         "runs",
@@ -211,9 +221,10 @@ class _Automation:
         self.busy = False  # a tick is in flight
         self.plan: _Plan = plan
         self.fallback = False  # the summary's updated_at does not move on step changes
+        self.moves_on_steps = False  # it was seen moving on a step change alone
         self.entry_bytes: float | None = None  # bytes per summary entry, last measured
         self.listed = 0  # runs the last summary listed
-        self.detail_bytes: float | None = None  # bytes of one detail, a running mean
+        self.detail_bytes: int | None = None  # bytes of the largest detail seen
 
 
 _QueueItem: TypeAlias = tuple[_Watched, WatchEvent] | tuple[tuple[_Watched, ...], AutomationError]
@@ -234,9 +245,10 @@ class RunMonitor:
     Each run's events keep every promise of :class:`RunWatch`: in order, never
     repeated, never backwards, stale snapshots ignored, the end never missed.
     Events of different runs interleave. The iteration ends when no run added
-    with :meth:`add` is left (each ended or was removed); runs may be added and
-    removed at any time, also while iterating, and a later ``async for``
-    goes on with the runs added since.
+    with :meth:`add` is left (each ended or was removed), or, made with
+    ``end_when_empty=False``, only when the monitor is closed. Runs may be
+    added and removed at any time, also while iterating, and a later
+    ``async for`` goes on with the runs added since.
 
     A poll that fails for good (after the client's :class:`RetryPolicy`) ends
     only the runs it concerns: the iteration raises the error once (its
@@ -248,11 +260,12 @@ class RunMonitor:
         self,
         transport: Transport,
         *,
-        strategy: Strategy = "auto",
+        strategy: Literal["auto", "summary", "per_run"] = "auto",
         interval: float = DEFAULT_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        end_when_empty: bool = True,
     ) -> None:
         if strategy not in _STRATEGIES:
             raise InvalidArgumentError(
@@ -276,9 +289,12 @@ class RunMonitor:
         self._max_interval = float(max_interval)
         self._max_concurrency = max_concurrency
         self._max_pending = max_pending_events
+        self._end_when_empty = bool(end_when_empty)
         self._automations: dict[uuid.UUID, _Automation] = {}
         self._runs: dict[uuid.UUID, _Watched] = {}
         self._ended: dict[uuid.UUID, str] = {}  # checkpoints of runs that left the monitor
+        # Runs ended by an error not raised yet: their earlier events are still queued.
+        self._failed: dict[uuid.UUID, _Watched] = {}
         self._listed = 0  # runs in the stream (added, not ended)
         self._queue: deque[_QueueItem] = deque()
         self._timed: set[tuple[_Watched, _Waiter]] = set()
@@ -294,14 +310,19 @@ class RunMonitor:
     # -- public surface ----------------------------------------------------------------------
 
     @property
-    def strategy(self) -> Strategy:
+    def strategy(self) -> Literal["auto", "summary", "per_run"]:
         """The strategy asked for: ``"auto"``, ``"summary"`` or ``"per_run"``."""
         return self._strategy
+
+    @property
+    def pending_events(self) -> int:
+        """Events polled, not yet taken by the iteration (about ``max_pending_events`` at most)."""
+        return sum(1 for item in self._queue if not isinstance(item[1], AutomationError))
 
     def plan(self, automation_id: uuid.UUID | str) -> Literal["summary", "per_run"] | None:
         """How the runs of an automation are polled now, or None if none is watched."""
         automation = self._automations.get(to_uuid(automation_id, "automation_id"))
-        return None if automation is None else automation.plan
+        return None if automation is None or not automation.runs else automation.plan
 
     def add(
         self,
@@ -350,9 +371,11 @@ class RunMonitor:
             existing.seen = None
             self._listed += 1
             self._ended.pop(rid, None)
+            self._failed.pop(rid, None)
             self._poke()
             return
         self._ended.pop(rid, None)
+        self._failed.pop(rid, None)
         if tracker.done:
             # The checkpoint's final event was delivered: nothing is left to say.
             self._ended[rid] = tracker.checkpoint()
@@ -368,6 +391,7 @@ class RunMonitor:
         aid = to_uuid(automation_id, "automation_id")
         rid = to_uuid(run_id, "run_id")
         self._ended.pop(rid, None)
+        self._failed.pop(rid, None)
         watched = self._runs.get(rid)
         if watched is None or watched.automation_id != aid or watched.mode == _WAIT:
             return
@@ -393,7 +417,9 @@ class RunMonitor:
         """
         rid = to_uuid(run_id, "run_id")
         watched = self._runs.get(rid)
-        if watched is not None and watched.mode != _WAIT:
+        if watched is None or watched.mode == _WAIT:
+            watched = self._failed.get(rid)
+        if watched is not None:
             return watched.tracker.checkpoint()
         ended = self._ended.get(rid)
         if ended is not None:
@@ -518,7 +544,8 @@ class RunMonitor:
         """Return the next event of any followed run, waiting for the polls as long as needed.
 
         Raises:
-            StopAsyncIteration: no added run is left, or the monitor was closed.
+            StopAsyncIteration: no added run is left (unless the monitor was made
+                with ``end_when_empty=False``), or the monitor was closed.
             AutomationError: a poll failed for good; ``.run_ids`` names the runs
                 it ended. Iterating again goes on with the other runs.
         """
@@ -547,7 +574,7 @@ class RunMonitor:
                 return self._take()
             if self._crash is not None:
                 raise self._crash
-            if self._state == "closed" or self._listed == 0:
+            if self._state == "closed" or (self._listed == 0 and self._end_when_empty):
                 raise StopAsyncIteration
             if ready is None:
                 raise ClientClosedError(
@@ -564,7 +591,9 @@ class RunMonitor:
         if isinstance(item, AutomationError):
             runs = target if isinstance(target, tuple) else (target,)
             for watched in runs:
-                self._ended[watched.run_id] = watched.tracker.checkpoint()
+                if self._failed.get(watched.run_id) is watched:
+                    del self._failed[watched.run_id]
+                    self._ended[watched.run_id] = watched.tracker.checkpoint()
             if len(runs) == 1:
                 item.checkpoint = runs[0].tracker.checkpoint()
             raise item
@@ -600,6 +629,8 @@ class RunMonitor:
 
     def _check_open(self) -> None:
         self._check_not_closed()
+        if self._crash is not None:
+            raise self._crash
         if self._state == "new":
             raise ClientClosedError(
                 "use the RunMonitor inside 'async with client.runs.monitor() as monitor:' "
@@ -636,7 +667,9 @@ class RunMonitor:
             future.set_result(None)
 
     def _paused(self, watched: _Watched) -> bool:
-        if watched.mode == _WAIT:
+        if watched.mode == _WAIT or watched.waiters:
+            # A wait must not hang on a consumer that has not come yet: a waited-for
+            # run goes on being polled, its events queuing beyond the bound.
             return False
         return watched.queued > 0 or len(self._queue) >= self._max_pending
 
@@ -659,6 +692,7 @@ class RunMonitor:
             if watched.mode != _WAIT:
                 listed.append(watched)
                 self._listed -= 1
+                self._failed[watched.run_id] = watched
             watched.settled = True
             self._untrack(watched)
         if listed:
@@ -682,7 +716,8 @@ class RunMonitor:
             while True:
                 self._poke_future = loop.create_future()
                 now = clock.monotonic()
-                wake_at = self._expire_waits(now)
+                self._expire_waits(now)
+                wake_at = math.inf
                 for automation in list(self._automations.values()):
                     if automation.busy:
                         continue
@@ -694,17 +729,24 @@ class RunMonitor:
                         task.add_done_callback(self._ticks.discard)
                     else:
                         wake_at = min(wake_at, due)
+                # Read again now that the ticks are started: their deadlines are theirs.
+                wake_at = min(wake_at, self._expire_waits(now))
                 await self._sleep_until(wake_at - now)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # pragma: no cover - a bug: surface it, never hang
-            self._crash = exc
-            for watched in list(self._runs.values()):
-                for waiter in watched.waiters:
-                    if not waiter.future.done():
-                        waiter.future.set_exception(exc)
-            self._wake_iterator()
-            raise
+        except Exception as exc:  # pragma: no cover - a bug: surface it, never hang
+            self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> None:
+        """Stop polling after a bug: the iteration and every wait raise it."""
+        logger.error("monitor: stopped polling after an unexpected error", exc_info=exc)
+        self._crash = exc
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler is not asyncio.current_task():
+            scheduler.cancel()
+        for watched in list(self._runs.values()):
+            for waiter in watched.waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+        self._wake_iterator()
 
     async def _sleep_until(self, delay: float) -> None:
         poked = self._poke_future
@@ -723,7 +765,12 @@ class RunMonitor:
                 await asyncio.wait((sleeper,))
 
     def _expire_waits(self, now: float) -> float:
-        """Fail the waits whose deadline passed; return the next deadline."""
+        """Fail the waits whose deadline passed; return the next deadline to wake up for.
+
+        The deadline of a run whose automation is being polled is left to that
+        tick, whose requests it bounds: the tick ends by then and wakes the
+        scheduler, which is never asleep while a request could still bring the end.
+        """
         earliest = math.inf
         for watched, waiter in list(self._timed):
             deadline = waiter.deadline
@@ -734,8 +781,20 @@ class RunMonitor:
                 self._timed.discard((watched, waiter))
                 waiter.future.set_exception(self._timed_out(watched, waiter))
             else:
-                earliest = min(earliest, deadline)
+                automation = self._automations.get(watched.automation_id)
+                if automation is None or not automation.busy:
+                    earliest = min(earliest, deadline)
         return earliest
+
+    def _deadline(self, automation: _Automation) -> float | None:
+        """The earliest deadline of a wait on the automation's runs, which bounds its tick."""
+        deadlines = [
+            waiter.deadline
+            for watched in automation.runs.values()
+            for waiter in watched.waiters
+            if waiter.deadline is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     def _timed_out(self, watched: _Watched, waiter: _Waiter) -> WaitTimeoutError:
         run = watched.tracker.run
@@ -776,8 +835,11 @@ class RunMonitor:
                 not (w.settled or self._paused(w) or self._per_run(w))
                 for w in automation.runs.values()
             )
+            deadline = self._deadline(automation)
             if wants_summary and automation.cadence.next_at <= now:
-                await self._poll_summary(automation)
+                await self._poll_summary(automation, deadline)
+                self._choose_plan(automation)
+                self._probe(automation)
             now = clock.monotonic()
             todo = [
                 w
@@ -787,20 +849,30 @@ class RunMonitor:
                 and w.cadence.next_at <= now
             ]
             if todo:
-                await self._fetch_all(automation, todo)
+                await self._fetch_all(automation, todo, deadline)
             self._choose_plan(automation)
+        except DeadlineExceeded:
+            # A wait's deadline came first; the scheduler ends that wait, and the
+            # next tick (due at once) polls afresh for the others.
+            pass
         except AutomationError as exc:
             # A run whose end was already seen keeps it: only the others fail.
             self._fail([w for w in automation.runs.values() if not w.settled], exc)
+        except Exception as exc:  # a bug: surface it, never loop on it
+            while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # from the fetches' task group
+            self._crashed(exc)
         finally:
             automation.busy = False
             if not automation.runs and self._automations.get(automation.id) is automation:
                 del self._automations[automation.id]
             self._poke()
 
-    async def _poll_summary(self, automation: _Automation) -> None:
+    async def _poll_summary(self, automation: _Automation, deadline: float | None) -> None:
         transport = self._transport
-        response = await transport.request("GET", automation.path, idempotent=True)
+        response = await transport.request(
+            "GET", automation.path, idempotent=True, deadline=deadline
+        )
         states = summary_states(response.data)
         if states is None:
             url = transport.base_url + automation.path
@@ -829,6 +901,7 @@ class RunMonitor:
             if entry == watched.seen:
                 continue
             changed = True
+            watched.step_only = watched.seen is not None and watched.seen[0] == entry[0]
             watched.seen = entry
             terminal = RunStatus(entry[0]).is_terminal
             if watched.mode == _STEPS or terminal:
@@ -843,6 +916,25 @@ class RunMonitor:
             retry_after=response.retry_after,
             max_retry_after=transport.retry.max_retry_after,
         )
+
+    def _probe(self, automation: _Automation) -> None:
+        """Fetch one unannounced run per tick until the summary is known to move on steps.
+
+        Fetches that follow the summary come right after a run's own changes, when
+        its steps are as fresh as its ``updated_at``: only a fetch the summary did
+        not ask for can catch a step that changed without it.
+        """
+        if automation.plan != "summary" or automation.fallback or automation.moves_on_steps:
+            return
+        candidates = [
+            w
+            for w in automation.runs.values()
+            if w.mode == _STEPS
+            and w.tracker.run is not None
+            and not (w.dirty or w.busy or w.settled or self._paused(w))
+        ]
+        if candidates:
+            min(candidates, key=lambda w: w.fetched_at).dirty = True
 
     def _check_summary_age(self, automation: _Automation, watched: _Watched, raw: str) -> None:
         """A summary older than a detail seen before it: its updated_at missed a step change."""
@@ -877,14 +969,16 @@ class RunMonitor:
                 watched.cadence.delay = None
                 watched.cadence.next_at = now + self._interval
 
-    async def _fetch_all(self, automation: _Automation, todo: list[_Watched]) -> None:
+    async def _fetch_all(
+        self, automation: _Automation, todo: list[_Watched], deadline: float | None
+    ) -> None:
         todo.reverse()
         for watched in todo:
             watched.busy = True
 
         async def worker() -> None:
             while todo:
-                await self._fetch(automation, todo.pop())
+                await self._fetch(automation, todo.pop(), deadline)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -894,7 +988,9 @@ class RunMonitor:
             for watched in todo:
                 watched.busy = False
 
-    async def _fetch(self, automation: _Automation, watched: _Watched) -> None:
+    async def _fetch(
+        self, automation: _Automation, watched: _Watched, deadline: float | None
+    ) -> None:
         transport = self._transport
         limit = self._limit
         assert limit is not None
@@ -902,12 +998,14 @@ class RunMonitor:
             if watched.ended:
                 return
             async with limit:
-                response = await transport.request("GET", watched.path, idempotent=True)
+                response = await transport.request(
+                    "GET", watched.path, idempotent=True, deadline=deadline
+                )
             if watched.ended:
                 return  # removed while the answer was on its way
-            size = float(response.size)
-            mean = automation.detail_bytes
-            automation.detail_bytes = size if mean is None else mean + (size - mean) / 8
+            # The largest detail seen: runs grow as they go, and a plan chosen on the
+            # small answers of new runs would be undone as soon as they grow.
+            automation.detail_bytes = max(automation.detail_bytes or 0, response.size)
             before = watched.tracker.run
             events = watched.tracker.accept(
                 response.data,
@@ -915,6 +1013,8 @@ class RunMonitor:
                 method="GET",
                 url=transport.base_url + watched.path,
             )
+        except DeadlineExceeded:
+            return  # asked again at the next tick
         except AutomationError as exc:
             self._fail([watched], exc)
             return
@@ -923,6 +1023,11 @@ class RunMonitor:
         run = watched.tracker.run
         accepted = run is not None and run is not before
         now = transport.clock.monotonic()
+        watched.fetched_at = now
+        if watched.step_only and events and not isinstance(events[-1], RunTransition):
+            # The summary announced a change of steps alone: it moves with them.
+            automation.moves_on_steps = True
+        watched.step_only = False
         if accepted or not watched.dirty or watched.seen is None:
             watched.dirty = False
         if self._per_run(watched) or watched.dirty:
@@ -979,10 +1084,10 @@ class RunMonitor:
         watched = sum(1 for w in automation.runs.values() if not w.settled)
         if not watched:
             return
-        summary_cost = automation.entry_bytes * automation.listed
+        summary_cost = automation.entry_bytes * automation.listed + _REQUEST_BYTES
         # Before any detail is measured, a detail is at least a summary entry.
         detail = automation.detail_bytes or automation.entry_bytes
-        per_run_cost = detail * watched
+        per_run_cost = (detail + _REQUEST_BYTES) * watched
         if automation.plan == "summary":
             switch = summary_cost > per_run_cost * _HYSTERESIS
         else:

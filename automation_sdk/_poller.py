@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 from . import _paths
 from ._events import WatchEvent
 from ._models import Run, RunStatus, StepStatus
+from ._retry import retry_after_of
 from ._tracker import RunTracker
 from ._transport import DeadlineExceeded
 from .errors import (
@@ -72,7 +73,10 @@ class RunWatch:
     :class:`RunTransition` if the run's status changed (always on the first
     snapshot). It ends right after the :class:`RunTransition` into FINISHED
     or FAILED; otherwise it raises. A snapshot older than the last accepted
-    one (by ``updated_at``) is ignored, so no event ever goes backwards.
+    one (by ``updated_at``), or a step's entry older than the one delivered,
+    is ignored, so no event ever goes backwards; a snapshot showing the run's
+    end is always taken, so the end is never missed (see "Stale snapshots" in
+    the guide for the rules, and for clocks that lie).
 
     Nothing is held open between events: iterating without ``async with``,
     breaking out of the loop or cancelling the task leaves nothing behind.
@@ -206,6 +210,7 @@ class RunWatch:
         except AutomationError as exc:
             self._closed = True
             exc.checkpoint = self.checkpoint()
+            self._transport.scrub(exc)
             raise
         except BaseException:
             self._closed = True
@@ -257,7 +262,7 @@ class RunWatch:
                 "GET", self._path, idempotent=True, deadline=self._deadline
             )
         except DeadlineExceeded as exc:
-            raise await self._timed_out() from exc.last
+            raise await self._timed_out(self._cut_short_by(exc.last)) from exc.last
         changed = self._accept(response)
         if changed or self._delay is None:
             delay = self._interval
@@ -266,7 +271,7 @@ class RunWatch:
         self._delay = delay
         wait = delay * _rng.uniform(1.0 - _JITTER, 1.0 + _JITTER)
         if response.retry_after is not None:
-            wait = max(wait, response.retry_after)
+            wait = max(wait, self._server_hint(response.retry_after))
         self._next_at = transport.clock.monotonic() + wait
 
     def _accept(self, response: Response) -> bool:
@@ -283,7 +288,35 @@ class RunWatch:
         self._pending = events
         return True
 
-    async def _timed_out(self) -> WaitTimeoutError:
+    def _server_hint(self, retry_after: float) -> float:
+        """A successful answer's ``Retry-After``, clipped as the retry policy clips retries."""
+        cap = self._transport.retry.max_retry_after
+        if retry_after <= cap:
+            return retry_after
+        logger.warning(
+            "watch of run %s: the server asked to poll again in %.3gs (Retry-After); "
+            "waiting RetryPolicy.max_retry_after (%.3gs) instead",
+            self.run_id,
+            retry_after,
+            cap,
+        )
+        return cap
+
+    def _cut_short_by(self, last: BaseException | None) -> str | None:
+        """Why the retries of a poll stopped before the deadline, when the server asked for it."""
+        asked = retry_after_of(last) if last is not None else None
+        if asked is None or self._deadline is None:
+            return None
+        left = max(0.0, self._deadline - self._transport.clock.monotonic())
+        if asked < left:
+            return None
+        status = getattr(last, "status_code", "an error")
+        return (
+            f"the server answered {status} and asked to be polled again in {asked:.3g}s "
+            f"(Retry-After), more than the {left:.3g}s left"
+        )
+
+    async def _timed_out(self, cut_short_by: str | None = None) -> WaitTimeoutError:
         cancelled = await self._cancel() if self._cancel_on_timeout else None
         run = self._tracker.run
         status = run.status.value if run is not None else "no snapshot yet"
@@ -293,9 +326,14 @@ class RunWatch:
             fate = "a cancel of the run was requested"
         else:
             fate = "cancelling the run failed (see the log)"
+        if cut_short_by is None:
+            what = f"did not end within the watch's timeout of {self._timeout:g}s"
+        else:
+            what = f"cannot be seen to end within the watch's timeout of {self._timeout:g}s: "
+            what += cut_short_by
         return WaitTimeoutError(
-            f"run {self.run_id} of automation {self.automation_id} did not end within "
-            f"the watch's timeout of {self._timeout:g}s (last status: {status}); {fate}. "
+            f"run {self.run_id} of automation {self.automation_id} {what} "
+            f"(last status: {status}); {fate}. "
             "Pass a longer timeout, or resume with "
             "client.runs.watch(..., resume_from=exc.checkpoint)",
             run=run,
@@ -356,7 +394,8 @@ async def wait(
     if run is None:  # pragma: no cover - the stream only ends after a snapshot
         raise AssertionError("the watch ended without a snapshot")
     if raise_on_failure and run.status == RunStatus.FAILED:
-        raise RunFailedError(_failure_message(run), run=run)
+        # The message quotes the server's error texts, which could echo the token.
+        raise transport.scrub(RunFailedError(_failure_message(run), run=run))
     return run
 
 

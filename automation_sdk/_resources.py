@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from . import _paths
 from ._convert import parse
 from ._ids import to_uuid
+from ._jsonable import to_json
 from ._models import Automation, EdgeSpec, JSONValue, Run, StepSpec, StepType
 from ._monitor import (
     DEFAULT_INTERVAL,
@@ -21,11 +22,10 @@ from ._monitor import (
     DEFAULT_MAX_INTERVAL,
     DEFAULT_MAX_PENDING_EVENTS,
     RunMonitor,
-    Strategy,
     cancel_after_timeout,
 )
 from ._poller import RunWatch, wait
-from .errors import InvalidArgumentError, WaitTimeoutError
+from .errors import InvalidArgumentError, ResponseValidationError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from ._transport import Transport
@@ -33,6 +33,21 @@ if TYPE_CHECKING:
 __all__ = ["Automations", "Runs"]
 
 T = TypeVar("T")
+
+
+def _check_specs(items: object, cls: type, name: str, example: str) -> None:
+    """Refuse ``items`` unless it is a sequence of ``cls`` (a string is a sequence too)."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes | bytearray):
+        raise InvalidArgumentError(
+            f"automations.create: {name} must be a list of {cls.__name__}, such as "
+            f"[{example}], got {type(items).__name__}"
+        )
+    for index, item in enumerate(items):
+        if not isinstance(item, cls):
+            raise InvalidArgumentError(
+                f"automations.create: {name}[{index}] must be a {cls.__name__}, such as "
+                f"{example}, got {type(item).__name__}"
+            )
 
 
 class _Resource:
@@ -53,13 +68,18 @@ class _Resource:
         response = await self._transport.request(
             method, path, json_body=json_body, idempotent=idempotent
         )
-        return parse(
-            response.data,
-            cls,
-            status=response.status,
-            method=method,
-            url=self._transport.base_url + path,
-        )
+        try:
+            return parse(
+                response.data,
+                cls,
+                status=response.status,
+                method=method,
+                url=self._transport.base_url + path,
+            )
+        except ResponseValidationError as exc:
+            # Its problems may quote a server value that echoes the token.
+            self._transport.scrub(exc)
+            raise
 
 
 class Automations(_Resource):
@@ -88,9 +108,22 @@ class Automations(_Resource):
             The created automation (its ``runs`` is empty).
 
         Raises:
-            InvalidArgumentError: a duplicate step name or id, or an edge naming
-                no step of ``steps``; nothing was sent.
+            InvalidArgumentError: a name that is not a string, ``steps`` or
+                ``transitions`` that is not a list of :class:`StepSpec` or
+                :class:`EdgeSpec`, a duplicate step name or id, or an edge
+                naming no step of ``steps``; nothing was sent.
         """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgumentError(
+                f"automations.create: name must be a non-empty string, got {name!r}"[:200]
+            )
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentError(
+                "automations.create: description must be a string, "
+                f"got {type(description).__name__}"
+            )
+        _check_specs(steps, StepSpec, "steps", 'StepSpec("start", "START")')
+        _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
         if not steps:
             raise InvalidArgumentError("an automation needs at least one step (a START step)")
         by_name: dict[str, uuid.UUID] = {}
@@ -128,9 +161,12 @@ class Automations(_Resource):
                         "id": str(spec.id),
                         "name": spec.name,
                         "step_type": str(StepType(spec.step_type).value),
-                        "prompt_template": dict(spec.prompt_template),
+                        # Checked again: the spec's mapping may have changed since it was built.
+                        "prompt_template": to_json(
+                            spec.prompt_template, f"steps[{index}].prompt_template"
+                        ),
                     }
-                    for spec in steps
+                    for index, spec in enumerate(steps)
                 ],
                 "step_transitions": [
                     {
@@ -172,13 +208,27 @@ class Runs(_Resource):
 
         Returns:
             The new run (usually NEW).
+
+        Raises:
+            InvalidArgumentError: ``inputs`` is not a mapping, or holds a value
+                JSON cannot carry (NaN, a set, bytes, a datetime, a Decimal, a
+                key that is not a string, a cycle, more than 128 levels of
+                nesting, ...); the message names its path, e.g.
+                ``inputs.a[2]: NaN cannot be sent as JSON``. Nothing was sent.
         """
         aid = to_uuid(automation_id, "automation_id")
+        if inputs is None:
+            inputs = {}
+        if not isinstance(inputs, Mapping):
+            raise InvalidArgumentError(
+                "inputs must be a mapping of names to JSON values, such as "
+                f"{{'ticket': 'T-1'}}, got {type(inputs).__name__}; nothing was sent"
+            )
         return await self._call(
             "POST",
             _paths.runs(aid),
             Run,
-            json_body={"inputs": dict(inputs or {})},
+            json_body={"inputs": to_json(inputs, "inputs")},
             idempotent=False,
         )
 
@@ -219,7 +269,7 @@ class Runs(_Resource):
             "POST",
             _paths.run_user_input(aid, rid),
             Run,
-            json_body={"user_input": user_input},
+            json_body={"user_input": to_json(user_input, "user_input")},
             idempotent=False,
         )
 
@@ -362,11 +412,12 @@ class Runs(_Resource):
     def monitor(
         self,
         *,
-        strategy: Strategy = "auto",
+        strategy: Literal["auto", "summary", "per_run"] = "auto",
         interval: float = DEFAULT_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        end_when_empty: bool = True,
     ) -> RunMonitor:
         """Follow many runs with one :class:`RunMonitor`, polling per automation.
 
@@ -390,6 +441,9 @@ class Runs(_Resource):
             max_concurrency: At most this many detail fetches in flight at once.
             max_pending_events: Events the monitor holds for a slow consumer;
                 while that many wait, runs watched for events are not polled.
+            end_when_empty: Whether ``async for event in monitor`` ends when no
+                added run is left; with False it waits for more runs and ends
+                only when the monitor is closed (a worker fed by a queue).
 
         Returns:
             A :class:`RunMonitor`, to use with ``async with``.
@@ -404,4 +458,5 @@ class Runs(_Resource):
             max_interval=max_interval,
             max_concurrency=max_concurrency,
             max_pending_events=max_pending_events,
+            end_when_empty=end_when_empty,
         )

@@ -19,11 +19,14 @@ The rules (see the docs' "Errors and retries" page):
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Final
 
+from attrs import Attribute, frozen
 from attrs import field as attr_field
-from attrs import frozen, validators
 
+from ._config import check_bool, check_int, check_seconds
 from .errors import (
     APIStatusError,
     RateLimitError,
@@ -32,10 +35,26 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["RetryPolicy", "backoff", "retry_after_of", "should_retry"]
+__all__ = ["RetryPolicy", "backoff", "parse_retry_after", "retry_after_of", "should_retry"]
 
 _RETRY_STATUSES: Final = frozenset({408, 429})
 _JITTER_FLOOR: Final = 0.5  # a jittered wait is between half and all of the base wait
+# 2.0 ** 1024 overflows; 2 ** 1000 times any usable wait_initial is past any wait_max.
+_MAX_DOUBLINGS: Final = 1000
+
+
+# Validators raising ConfigurationError (a ValueError, as attrs' own would be),
+# with a message naming the field and the values it takes.
+def _attempts(_: object, attribute: Attribute[int], value: object) -> None:
+    check_int(value, f"RetryPolicy.{attribute.name}", minimum=1)
+
+
+def _seconds(_: object, attribute: Attribute[float], value: object) -> None:
+    check_seconds(value, f"RetryPolicy.{attribute.name}")
+
+
+def _flag(_: object, attribute: Attribute[bool], value: object) -> None:
+    check_bool(value, f"RetryPolicy.{attribute.name}")
 
 
 @frozen(kw_only=True)
@@ -51,13 +70,37 @@ class RetryPolicy:
             many clients do not retry in lockstep.
         max_retry_after: The longest ``Retry-After`` the client waits for;
             beyond it the error is raised at once with ``retry_after`` set.
+
+    Raises:
+        ConfigurationError: ``attempts`` is not a whole number >= 1, a wait is
+            not a finite number of seconds >= 0, or ``jitter`` is not a bool.
     """
 
-    attempts: int = attr_field(default=5, validator=validators.ge(1))
-    wait_initial: float = attr_field(default=0.5, validator=validators.ge(0))
-    wait_max: float = attr_field(default=8.0, validator=validators.ge(0))
-    jitter: bool = True
-    max_retry_after: float = attr_field(default=60.0, validator=validators.ge(0))
+    attempts: int = attr_field(default=5, validator=_attempts)
+    wait_initial: float = attr_field(default=0.5, validator=_seconds)
+    wait_max: float = attr_field(default=8.0, validator=_seconds)
+    jitter: bool = attr_field(default=True, validator=_flag)
+    max_retry_after: float = attr_field(default=60.0, validator=_seconds)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -83,7 +126,7 @@ def should_retry(exc: BaseException, *, idempotent: bool, policy: RetryPolicy) -
     if isinstance(exc, ResponseValidationError):
         # A body that is not JSON at all is most often cut short on the way;
         # a JSON body of the wrong shape will not get better on a retry.
-        return idempotent and getattr(exc, "_garbled", False)
+        return idempotent and exc.not_json
     return False
 
 
@@ -93,7 +136,8 @@ def backoff(
     """The wait after the ``failures``-th failed try."""
     if retry_after is not None:
         return max(0.0, retry_after)
-    base: float = min(policy.wait_max, policy.wait_initial * 2.0 ** (failures - 1))
+    doublings = min(failures - 1, _MAX_DOUBLINGS)
+    base: float = min(policy.wait_max, policy.wait_initial * 2.0**doublings)
     if policy.jitter:
         return base * rng.uniform(_JITTER_FLOOR, 1.0)
     return base

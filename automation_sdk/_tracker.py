@@ -4,28 +4,53 @@ A tracker takes snapshots of a run in (the decoded body of ``GET run``) and
 says which events they give, in delivery order; it records what was handed to
 the consumer, so that its checkpoint is exact. :class:`~automation_sdk.RunWatch`
 drives one tracker with its own polls; a monitor of many runs drives one per
-run. Nothing here reads a clock except for the ``observed_at`` of events, which
-a caller may pass in, so that every rule is testable without a server.
+run. The only clock read is this machine's wall clock (the events'
+``observed_at`` and rule 4 below), and a caller may pass its reading in, so
+that every rule is testable without a server or a sleep.
 
 It keeps no history: the last snapshot accepted, the last status emitted and
 delivered per step and for the run, and the timestamps of the stale guard.
+
+The stale guard (docs/watching.md says why, for users):
+
+1. A snapshot whose run is FINISHED or FAILED is always accepted, whole: a
+   lagging replica cannot show an end that has not happened, so whatever its
+   timestamps say, the end of a run is never missed.
+2. Otherwise a snapshot whose ``updated_at`` is older than the last accepted
+   one's (the *mark*) is stale and ignored.
+3. Within an accepted snapshot, a step (its latest visit) whose ``updated_at``
+   is older than that of the entry last taken for the same step is ignored:
+   that step keeps its status, the others move on. A step never goes backwards.
+4. No timestamp is believed beyond this machine's clock plus
+   :data:`MAX_CLOCK_AHEAD`: a later one (a server clock in 2099, an edited
+   checkpoint) counts as that limit. One bad clock thus blinds the guard for
+   at most ``MAX_CLOCK_AHEAD``, never for ever.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from . import _checkpoint
-from ._convert import fingerprint, parse
+from ._convert import RunSteps, StructureFailed, fingerprint, invalid_answer
 from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import Run, RunStatus, RunStep, RunSummary, StepStatus
 from .errors import ResponseValidationError
 
-__all__ = ["RunTracker"]
+__all__ = ["MAX_CLOCK_AHEAD", "RunTracker"]
 
 logger = logging.getLogger("automation_sdk")
+
+MAX_CLOCK_AHEAD: Final = timedelta(minutes=5)
+"""How far ahead of this machine's clock a server timestamp is believed (rule 4)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class RunTracker:
@@ -44,14 +69,17 @@ class RunTracker:
     __slots__ = (
         "_automation_id",
         "_delivered_run",
-        "_delivered_steps",
         "_done",
         "_emitted_run",
         "_emitted_steps",
         "_fingerprint",
         "_run",
         "_run_id",
+        "_step_marks",
+        "_structurer",
+        "_undelivered",
         "_updated_at",
+        "_warned",
     )
 
     def __init__(
@@ -60,21 +88,26 @@ class RunTracker:
         self._automation_id = automation_id
         self._run_id = run_id
         self._run: Run | None = None
-        self._fingerprint: str | None = None
+        self._structurer = RunSteps()
+        self._fingerprint: int | None = None
         self._updated_at: datetime | None = None
+        # Per step definition: the updated_at of the entry last taken (rule 3).
+        self._step_marks: dict[uuid.UUID, datetime] = {}
+        self._warned = False
         # Emitted: returned by accept(), maybe not handed out yet (what the next diff starts
-        # from). Delivered: handed to the consumer (what a checkpoint records).
+        # from). Delivered: handed to the consumer (what a checkpoint records): the emitted
+        # state with the events still undelivered undone, so that one dict serves both.
         self._emitted_run: RunStatus | None = None
         self._delivered_run: RunStatus | None = None
         self._emitted_steps: dict[uuid.UUID, StepStatus] = {}
-        self._delivered_steps: dict[uuid.UUID, StepStatus] = {}
+        self._undelivered: list[WatchEvent] = []
         self._done = False
         if resume_from is not None:
             cp = _checkpoint.load(resume_from, automation_id=automation_id, run_id=run_id)
             self._emitted_run = self._delivered_run = cp.run_status
             self._updated_at = cp.updated_at
             self._emitted_steps = dict(cp.steps)
-            self._delivered_steps = dict(cp.steps)
+            self._step_marks = dict(cp.step_updated_at)
             # The final event was delivered before: nothing is left to say.
             self._done = cp.run_status is not None and cp.run_status.is_terminal
 
@@ -122,8 +155,19 @@ class RunTracker:
             run_id=self._run_id,
             run_status=self._delivered_run,
             updated_at=self._updated_at,
-            steps=self._delivered_steps,
+            steps=self._delivered_steps(),
+            step_updated_at=self._step_marks,
         )
+
+    def _delivered_steps(self) -> dict[uuid.UUID, StepStatus]:
+        steps = dict(self._emitted_steps)
+        for event in reversed(self._undelivered):
+            if isinstance(event, StepTransition):
+                if event.previous is None:
+                    steps.pop(event.step_id, None)
+                else:
+                    steps[event.step_id] = event.previous
+        return steps
 
     # -- snapshots in, events out ------------------------------------------------------------
 
@@ -148,7 +192,8 @@ class RunTracker:
             status: The answer's HTTP status, for error messages.
             method: The request's method, for error messages.
             url: The request's URL, for error messages.
-            observed_at: When the answer arrived (UTC); now when omitted.
+            observed_at: When the answer arrived (UTC), by this machine's
+                clock; now when omitted.
 
         Raises:
             ResponseValidationError: the body is not a run, or not this run.
@@ -160,7 +205,10 @@ class RunTracker:
             # The same run, statuses and timestamps as the last accepted snapshot:
             # it cannot yield anything, so skip structuring it.
             return []
-        run = parse(data, Run, status=status, method=method, url=url)
+        try:
+            run = self._structurer.structure(data)
+        except StructureFailed as exc:
+            raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
         if run.id != self._run_id or run.automation_id != self._automation_id:
             raise ResponseValidationError(
                 f"{method} {url} answered with run {run.id} of automation {run.automation_id} "
@@ -170,52 +218,115 @@ class RunTracker:
                 status_code=status,
                 problems=("id: not the run that was asked for",),
             )
-        if self._updated_at is not None and run.updated_at < self._updated_at:
+        now = observed_at if observed_at is not None else _now()
+        limit = now + MAX_CLOCK_AHEAD
+        # A checkpoint's mark comes unchecked: clamp it once, for good, so that time catches up.
+        mark = self._updated_at
+        if mark is not None:
+            mark = self._updated_at = self._believed(mark, limit)
+        terminal = run.status.is_terminal
+        if not terminal and mark is not None and run.updated_at < mark:
             logger.debug(
                 "watch of run %s: ignored a stale snapshot (updated_at %s < %s)",
                 self._run_id,
                 run.updated_at.isoformat(),
-                self._updated_at.isoformat(),
+                mark.isoformat(),
             )
             return []
+        # Entries reused from the last snapshot taken were judged with it; a final
+        # snapshot is taken whole, so each of its entries is judged again.
+        before = self._run.steps if self._run is not None and not terminal else ()
         self._run = run
-        self._updated_at = run.updated_at
+        self._updated_at = self._believed(run.updated_at, limit)
         self._fingerprint = fp
-        return self._diff(run, observed_at or datetime.now(UTC))
+        events = self._diff(run, before, now, limit, terminal)
+        self._undelivered += events
+        return events
 
-    def summary_changed(self, summary: RunSummary) -> bool:
+    def summary_changed(self, summary: RunSummary, *, now: datetime | None = None) -> bool:
         """Whether a run summary (status, ``updated_at``) says the run moved since the snapshot.
 
-        True when no snapshot was accepted yet, or when the summary is newer
-        than the last accepted snapshot by the stale guard's rules (and differs
-        from it); False when the run's end was already emitted, or when the
-        summary says nothing a detail fetch would find new. A summary cannot
-        show step changes: whether it moves with them is for the caller to know.
+        True when no snapshot was accepted yet, when the summary shows the
+        run's end (not emitted yet), or when it is not stale by the guard's
+        rules and differs from the last accepted snapshot; False when the end
+        was already emitted or the summary says nothing a detail fetch would
+        find new. A summary shows no step: whether its ``updated_at`` moves
+        with step changes is for the caller to know.
+
+        Args:
+            summary: The run's entry in ``GET /automations/{id}/``.
+            now: This machine's clock (UTC) for rule 4; now when omitted.
         """
         if self.ended:
             return False
         run = self._run
-        if run is None or self._updated_at is None:
+        mark = self._updated_at
+        if run is None or mark is None or summary.status.is_terminal:
             return True
-        if summary.updated_at < self._updated_at:
+        mark = self._believed(mark, (now if now is not None else _now()) + MAX_CLOCK_AHEAD)
+        if summary.updated_at < mark:
             return False  # stale
-        return summary.updated_at != self._updated_at or summary.status != run.status
+        return summary.updated_at != run.updated_at or summary.status != run.status
 
     def deliver(self, event: WatchEvent) -> WatchEvent:
         """Record that ``event`` (from :meth:`accept`) was handed to the consumer; return it."""
-        if isinstance(event, StepTransition):
-            self._delivered_steps[event.step_id] = event.status
-        else:
+        undelivered = self._undelivered
+        if undelivered and undelivered[0] is event:
+            del undelivered[0]
+        else:  # handed out of order: found all the same
+            for i, waiting in enumerate(undelivered):
+                if waiting is event:
+                    del undelivered[i]
+                    break
+        if isinstance(event, RunTransition):
             self._delivered_run = event.status
             if event.status.is_terminal:
                 self._done = True
         return event
 
-    def _diff(self, run: Run, observed_at: datetime) -> list[WatchEvent]:
+    def _believed(self, at: datetime, limit: datetime) -> datetime:
+        """``at``, or ``limit`` when ``at`` is later: a clock ahead of ours is not believed."""
+        if at <= limit:
+            return at
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "watch of run %s: the timestamp %s is more than %s ahead of this machine's "
+                "clock (a server clock or a checkpoint that is wrong?); it counts as %s, so "
+                "that stale snapshots are still recognised and the watch recovers",
+                self._run_id,
+                at.isoformat(),
+                MAX_CLOCK_AHEAD,
+                limit.isoformat(),
+            )
+        return limit
+
+    def _diff(
+        self,
+        run: Run,
+        before: tuple[RunStep, ...],
+        observed_at: datetime,
+        limit: datetime,
+        terminal: bool,
+    ) -> list[WatchEvent]:
         emitted = self._emitted_steps
+        marks = self._step_marks
         events: list[WatchEvent] = []
-        for run_step in _latest_visits(run.steps):
+        steps = run.steps
+        latest = _latest_visit_index(steps)
+        known = len(before)
+        for i, run_step in enumerate(steps):
+            if i < known and before[i] is run_step:
+                continue  # the very entry of the last snapshot taken: judged then
             step = run_step.step
+            if latest is not None and latest[step.id.int] != i:
+                continue  # a loop visited this step again later in the run
+            taken = marks.get(step.id)
+            if taken is not None and taken > limit:  # from a checkpoint: clamped once (rule 4)
+                taken = marks[step.id] = self._believed(taken, limit)
+            if not terminal and taken is not None and run_step.updated_at < taken:
+                continue  # an older entry of this step than the one taken: it stands
+            marks[step.id] = self._believed(run_step.updated_at, limit)
             previous = emitted.get(step.id)
             if previous is None or previous != run_step.status:
                 emitted[step.id] = run_step.status
@@ -249,11 +360,10 @@ class RunTracker:
         return f"<RunTracker run_id={self._run_id} status={status}>"
 
 
-def _latest_visits(steps: tuple[RunStep, ...]) -> tuple[RunStep, ...]:
-    """``steps`` with one entry per step definition: its latest visit, if a loop revisited it."""
-    if len(steps) < 2:
-        return steps
-    last = {s.step.id: i for i, s in enumerate(steps)}
-    if len(last) == len(steps):
-        return steps
-    return tuple(s for i, s in enumerate(steps) if last[s.step.id] == i)
+_definition_of: Final = operator.attrgetter("step.id.int")  # UUID's own hash is slow Python
+
+
+def _latest_visit_index(steps: tuple[RunStep, ...]) -> dict[int, int] | None:
+    """None when each step definition appears once, else definition -> index of its last visit."""
+    last = dict(zip(map(_definition_of, steps), range(len(steps)), strict=True))
+    return None if len(last) == len(steps) else last

@@ -8,66 +8,38 @@ that tests never wait in real time.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import random
 import warnings
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from http import HTTPStatus
 from typing import Final
-from urllib.parse import urlsplit
 
 import aiohttp
 from attrs import frozen
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from . import _paths
+from . import _body, _paths
 from ._clock import Clock
-from ._retry import RetryPolicy, backoff, retry_after_of, should_retry
+from ._redact import Redactor
+from ._retry import RetryPolicy, backoff, parse_retry_after, retry_after_of, should_retry
+from ._status import EXCERPT, status_error
 from .errors import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
+    AutomationError,
     ClientClosedError,
-    ConfigurationError,
-    ConflictError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
+    EventLoopMismatchError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     ResponseValidationError,
-    ServerError,
     TransportError,
-    UnprocessableEntityError,
-    ValidationDetail,
 )
 
 __all__ = ["DeadlineExceeded", "Response", "Transport"]
 
 logger = logging.getLogger("automation_sdk")
 
-_EXCERPT: Final = 300
-_REDACTED: Final = "[redacted]"
-_STATUS_CLASSES: Final[Mapping[int, type[APIStatusError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-_ADVICE: Final[Mapping[int, str]] = {
-    400: "Check the request's arguments.",
-    401: "Check the API token (AUTOMATION_API_TOKEN) and the organisation id.",
-    403: "The token is valid but may not do this; check its organisation and rights.",
-    404: "Check the automation and run ids, and that they belong to this organisation.",
-    409: "The object is not in a state that allows this (a run that already ended?).",
-    422: "The server rejected the body; see .errors for each field.",
-    429: "Too many requests; slow down or raise RetryPolicy.max_retry_after.",
-}
+_READ_CHUNK: Final = 64 * 1024
 
 
 @frozen
@@ -79,7 +51,7 @@ class Response:
     data: object
     retry_after: float | None
     size: int = 0
-    """The body's length in bytes, as received (the monitor weighs its polling plans by it)."""
+    """The body's length in bytes, decompressed (the monitor weighs its polling plans by it)."""
 
 
 class DeadlineExceeded(Exception):
@@ -88,26 +60,6 @@ class DeadlineExceeded(Exception):
     def __init__(self, last: BaseException | None) -> None:
         super().__init__("the deadline was reached")
         self.last = last
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        return None
-    return max(0.0, seconds)
 
 
 class Transport:
@@ -125,24 +77,19 @@ class Transport:
         headers: Mapping[str, str] | None,
         clock: Clock,
         user_agent: str,
+        max_response_bytes: int,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"base_url must be an http:// or https:// URL, got {base_url!r}; "
-                f"set it or {_paths.ENV_BASE_URL}"
-            )
-        if timeout <= 0:
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds, got {timeout!r}"
-            )
+        # Every argument was checked by automation_sdk._config (the client calls it).
         self.base_url = base_url.rstrip("/")
+        self.max_response_bytes = max_response_bytes
         self.timeout = float(timeout)
         self.retry = retry
         self.clock = clock
         self._token = token
+        self._redactor = Redactor(token)
         self._session = session
         self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._rng = random.Random()
         merged = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
@@ -161,14 +108,51 @@ class Transport:
         return self._closed
 
     def _get_session(self) -> aiohttp.ClientSession:
+        """The session, after checking that it can still be used from this loop."""
         if self._closed:
             raise ClientClosedError(
                 "this AutomationClient is closed; create a new one (a closed client cannot reopen)"
             )
+        # aiohttp binds a session to the loop it first runs on; another loop gets
+        # "Event loop is closed" or a hang from deep inside aiohttp, so check first.
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            state = "now closed" if self._loop.is_closed() else "still running"
+            raise EventLoopMismatchError(
+                "this AutomationClient was first used on another event loop (one that is "
+                f"{state}), and its HTTP session works on that loop only. Create one client "
+                "per event loop, inside it: e.g. 'async with AutomationClient() as client:' "
+                "inside the coroutine you pass to asyncio.run() (or inside each Celery task), "
+                "not at module level"
+            )
         if self._session is None:
             # Created on first use, so it binds to the loop that uses it.
             self._session = aiohttp.ClientSession()
+        elif self._session.closed:
+            if self._owns_session:
+                raise ClientClosedError(
+                    "this AutomationClient's HTTP session was closed; create a new client"
+                )
+            raise ClientClosedError(
+                "the aiohttp session this AutomationClient borrows (session=...) was closed by "
+                "its owner; keep it open while the client is in use, or let the client own "
+                "its session (omit session=)"
+            )
         return self._session
+
+    def _closed_during(self, method: str, url: str) -> ClientClosedError | None:
+        """The error for a try that failed because the client was closed meanwhile, if so."""
+        session = self._session
+        if not self._closed and (session is None or not session.closed):
+            return None
+        whom = "client was closed (aclose())" if self._closed else "borrowed session was closed"
+        return ClientClosedError(
+            f"{method} {url} was cut short: the {whom} while it was in flight. "
+            "Close the client only after its requests and watches are done (or cancel "
+            "them first)" + ("; the request may have taken effect" if method == "POST" else "")
+        )
 
     async def open(self) -> None:
         """Create the owned session now (inside the running loop)."""
@@ -195,8 +179,12 @@ class Transport:
     # -- requests ----------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the token replaced."""
-        return text.replace(self._token, _REDACTED) if self._token else text
+        """``text`` with every occurrence of the token replaced, however it is escaped."""
+        return self._redactor.text(text)
+
+    def scrub(self, exc: AutomationError) -> AutomationError:
+        """``exc`` with the token redacted from every text field (in place)."""
+        return self._redactor.error(exc)
 
     async def request(
         self,
@@ -227,7 +215,7 @@ class Transport:
             DeadlineExceeded: only when ``deadline`` is given.
         """
         policy = retry or self.retry
-        session = self._get_session()
+        self._get_session()  # a closed client or a wrong loop fails before any try
         url = self.base_url + path
 
         def stop(state: RetryCallState) -> bool:
@@ -276,9 +264,22 @@ class Transport:
                         if timeout <= 0:
                             raise DeadlineExceeded(last)
                     try:
-                        return await self._once(session, method, path, url, json_body, timeout)
+                        return await self._once(
+                            self._get_session(),
+                            method,
+                            path,
+                            url,
+                            json_body,
+                            timeout,
+                            tries,
+                            policy,
+                            idempotent,
+                        )
                     except Exception as exc:
                         last = exc
+                        closed = self._closed_during(method, url)
+                        if closed is not None:
+                            raise closed from exc
                         raise
         except (APIStatusError, TransportError, ResponseValidationError) as exc:
             if (
@@ -299,6 +300,30 @@ class Transport:
         url: str,
         json_body: object,
         timeout: float,
+        tries: int,
+        policy: RetryPolicy,
+        idempotent: bool,
+    ) -> Response:
+        try:
+            return await self._send(
+                session, method, path, url, json_body, timeout, tries, policy, idempotent
+            )
+        except AutomationError as exc:
+            # The one place every error from a request passes: nothing leaves with the token.
+            self.scrub(exc)
+            raise
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        url: str,
+        json_body: object,
+        timeout: float,
+        tries: int,
+        policy: RetryPolicy,
+        idempotent: bool,
     ) -> Response:
         where = f"{method} {url}"
         try:
@@ -310,10 +335,11 @@ class Transport:
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 max_redirects=3,
             ) as resp:
-                raw = await resp.read()
                 status = resp.status
                 headers = {k: v for k, v in resp.headers.items()}
+                retry_after = parse_retry_after(resp.headers.get(_paths.HEADER_RETRY_AFTER))
                 content_type = resp.content_type
+                raw = await self._read(resp, method, url)
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
             # The connection was never made: the server cannot have seen the request.
             raise TransportError(
@@ -340,9 +366,20 @@ class Transport:
                 may_have_taken_effect=True,
             ) from exc
         logger.debug("%s %s -> %d", method, path, status)
-        retry_after = parse_retry_after(headers.get(_paths.HEADER_RETRY_AFTER))
         if status >= 400:
-            raise self._status_error(method, url, status, headers, raw, retry_after)
+            raise status_error(
+                method,
+                url,
+                status,
+                headers,
+                raw,
+                retry_after=retry_after,
+                base_url=self.base_url,
+                tries=tries,
+                policy=policy,
+                idempotent=idempotent,
+                redact=self.redact,
+            )
         return Response(
             status=status,
             headers=headers,
@@ -351,120 +388,87 @@ class Transport:
             size=len(raw),
         )
 
-    def _decode(self, method: str, url: str, status: int, raw: bytes, content_type: str) -> object:
-        text = raw.decode("utf-8", errors="replace")
-        try:
-            return json.loads(text)
-        except ValueError:
-            excerpt = self.redact(text[:_EXCERPT])
-            what = "an empty body" if not text.strip() else f"a {content_type or 'non-JSON'} body"
-            exc = ResponseValidationError(
-                f"{method} {url} answered {status} with {what} where JSON was expected "
-                f"(starts {excerpt[:80]!r}); the server or a proxy in front of it "
-                "sent something else than the API",
-                method=method,
-                url=url,
-                status_code=status,
-                problems=(f"(the whole answer): not JSON ({content_type or 'no content type'})",),
-                body=excerpt,
-            )
-            exc._garbled = True  # type: ignore[attr-defined]
-            raise exc from None
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:
+        """The body, decompressed, read in chunks; stops as soon as it passes the limit.
 
-    def _status_error(
-        self,
-        method: str,
-        url: str,
-        status: int,
-        headers: Mapping[str, str],
-        raw: bytes,
-        retry_after: float | None,
-    ) -> APIStatusError:
-        text = self.redact(raw.decode("utf-8", errors="replace"))
-        body: object
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = text[:_EXCERPT]
-        detail_value = body.get("detail") if isinstance(body, dict) else None
-        errors: tuple[ValidationDetail, ...] = ()
-        if isinstance(detail_value, list):
-            errors = tuple(_validation_detail(item) for item in detail_value)
-            detail = "; ".join(_format_detail(e) for e in errors) or None
-        elif isinstance(detail_value, str):
-            detail = detail_value
-        elif detail_value is not None:
-            detail = json.dumps(detail_value)[:_EXCERPT]
-        else:
-            # An HTML page from a proxy: one line of its text, not its layout.
-            detail = " ".join(text.split())[:_EXCERPT] or None
-        cls = _STATUS_CLASSES.get(status) or (ServerError if status >= 500 else APIStatusError)
-        applied = method == "POST" and status >= 500
-        reason = _reason(status)
-        message = f"{method} {url} answered {status} {reason}".rstrip()
-        if detail:
-            message += f": {detail}"
-        advice = _ADVICE.get(status)
-        if status >= 500:
-            advice = "The server failed; " + (
-                "the request may have taken effect: check before sending it again."
-                if applied
-                else "it was retried as the retry policy allows; try again later."
-            )
-        if retry_after is not None:
-            message += f" (Retry-After: {retry_after:.3g}s)"
-        if advice:
-            message += f". {advice}"
-        request_id = next(
-            (headers[h] for h in headers if h.lower() in _paths.REQUEST_ID_HEADERS), None
-        )
-        exc = cls(
-            message,
+        aiohttp inflates a compressed body a bounded piece at a time as it is
+        read, so stopping the read bounds the memory a decompression bomb can take.
+        """
+        limit = self.max_response_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit and not resp.headers.get("Content-Encoding"):
+            resp.close()
+            raise self._too_large(method, url, resp.status, b"")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                resp.close()  # the rest is never downloaded
+                head = (chunks[0] if chunks else chunk)[:EXCERPT]
+                raise self._too_large(method, url, resp.status, head)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, method: str, url: str, status: int, start: bytes) -> ResponseTooLargeError:
+        limit = self.max_response_bytes
+        return ResponseTooLargeError(
+            f"{method} {url} answered {status} with a body larger than {_size(limit)} "
+            f"(max_response_bytes={limit}); it was not read further and is not retried. "
+            "If the API really sends answers that large, raise "
+            "AutomationClient(max_response_bytes=...)",
             method=method,
             url=url,
             status_code=status,
-            detail=detail,
-            body=body,
-            request_id=request_id,
-            headers=headers,
-            may_have_taken_effect=applied,
+            limit=limit,
+            body=self.redact(_body.text_of(start))[:EXCERPT],
         )
-        if isinstance(exc, UnprocessableEntityError):
-            exc.errors = errors
-        if isinstance(exc, RateLimitError | ServerError):
-            exc.retry_after = retry_after
-        return exc
+
+    def _decode(self, method: str, url: str, status: int, raw: bytes, content_type: str) -> object:
+        try:
+            return _body.decode(raw)
+        except _body.NotDecodable as exc:
+            text = _body.text_of(raw)
+            excerpt = self.redact(text)[:EXCERPT]
+            if exc.not_json:
+                what = (
+                    "an empty body" if not text.strip() else f"a {content_type or 'non-JSON'} body"
+                )
+                message = (
+                    f"{method} {url} answered {status} with {what} where JSON was expected "
+                    f"(starts {excerpt[:80]!r}); the server or a proxy in front of it "
+                    "sent something else than the API"
+                )
+                problem = f"not JSON ({content_type or 'no content type'})"
+            else:
+                message = (
+                    f"{method} {url} answered {status} with {exc.problem}, which no answer "
+                    "of the API holds; it is not retried (a retry would get the same). "
+                    "The server or a proxy in front of it sent something else than the API"
+                )
+                problem = exc.problem
+            raise ResponseValidationError(
+                message,
+                method=method,
+                url=url,
+                status_code=status,
+                problems=(f"(the whole answer): {problem}",),
+                body=excerpt,
+                not_json=exc.not_json,
+            ) from None
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _maybe_applied(method: str) -> str:
     if method == "POST":
         return "the request may have taken effect: check before sending it again; "
     return ""
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _validation_detail(item: object) -> ValidationDetail:
-    if not isinstance(item, dict):
-        return ValidationDetail(loc=(), msg=str(item)[:_EXCERPT], type="")
-    loc = item.get("loc")
-    loc_items = tuple(x for x in loc if isinstance(x, str | int)) if isinstance(loc, list) else ()
-    msg, kind = item.get("msg"), item.get("type")
-    return ValidationDetail(
-        loc=loc_items,
-        msg=msg if isinstance(msg, str) else "",
-        type=kind if isinstance(kind, str) else "",
-    )
-
-
-def _format_detail(detail: ValidationDetail) -> str:
-    where = ".".join(str(x) for x in detail.loc)
-    return f"{where}: {detail.msg}" if where else detail.msg
 
 
 def _describe(exc: BaseException | None) -> str:

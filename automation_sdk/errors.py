@@ -3,9 +3,10 @@
 ::
 
     AutomationError
-    ├── ConfigurationError          (also ValueError)   no token, a bad base URL
-    ├── InvalidArgumentError        (also ValueError)   bad id, edge to no step, bad checkpoint
-    ├── ClientClosedError           (also RuntimeError) a call on a closed client
+    ├── ConfigurationError          (also ValueError)   no token, a bad base URL, timeout or retry
+    ├── InvalidArgumentError        (also ValueError)   bad id, spec or input, bad checkpoint
+    ├── ClientClosedError           (also RuntimeError) a call on a closed client or session
+    ├── EventLoopMismatchError      (also RuntimeError) a client used from a second event loop
     ├── APIStatusError                                   the server answered 4xx/5xx
     │   ├── BadRequestError                400
     │   ├── AuthenticationError            401
@@ -26,6 +27,9 @@ Every error carries ``method`` and ``url`` when it comes from a request, and
 ``run_ids`` when it ended runs of a monitor. Messages
 say what happened, to which request, and what to do; they never contain the
 API token.
+
+One warning: :class:`InsecureURLWarning` (a ``UserWarning``), when the client
+is built with a plain ``http://`` URL to a host other than this machine.
 """
 
 from __future__ import annotations
@@ -47,11 +51,14 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
+    "EventLoopMismatchError",
+    "InsecureURLWarning",
     "InvalidArgumentError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "RunFailedError",
     "ServerError",
@@ -86,15 +93,52 @@ class AutomationError(Exception):
 
 
 class ConfigurationError(AutomationError, ValueError):
-    """The client was configured in a way that cannot work (no token, a bad URL)."""
+    """The client or a :class:`~automation_sdk.RetryPolicy` is configured in a way that cannot work.
+
+    Raised when the object is built, before anything is sent: no token, a
+    token, org id or header holding a control character, a base URL with a
+    query, fragment or password, a timeout or retry value that is not a
+    finite number in its range.
+    """
 
 
 class InvalidArgumentError(AutomationError, ValueError):
-    """An argument was rejected before any request was sent."""
+    """An argument was rejected before any request was sent.
+
+    A malformed id, a :class:`~automation_sdk.StepSpec` or
+    :class:`~automation_sdk.EdgeSpec` of the wrong form, or an input JSON
+    cannot carry (NaN, a set, bytes, a datetime, a cycle, ...): the message
+    names where, e.g. ``inputs.a[2]: NaN cannot be sent as JSON``.
+    """
 
 
 class ClientClosedError(AutomationError, RuntimeError):
-    """A request was made on a client that was already closed."""
+    """A request was made on a closed client, or its HTTP session was closed under it.
+
+    Either :meth:`~automation_sdk.AutomationClient.aclose` was called (before
+    or during the request), or the ``aiohttp`` session the client borrows was
+    closed by its owner. Make a new client, or close it only once its requests
+    and watches are done.
+    """
+
+
+class EventLoopMismatchError(AutomationError, RuntimeError):
+    """A client was used from another event loop than the one its HTTP session was opened on.
+
+    An ``aiohttp`` session belongs to one event loop. Code that calls
+    ``asyncio.run()`` per job (a Celery task, a script's helper) must make one
+    client per loop: create it inside the coroutine that ``asyncio.run`` runs,
+    with ``async with``.
+    """
+
+
+class InsecureURLWarning(UserWarning):
+    """The base URL is plain ``http://`` to another machine: the token travels unencrypted.
+
+    Issued once per client, when it is built; never for ``https://`` or for
+    loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``). Silence it with
+    ``warnings.filterwarnings("ignore", category=InsecureURLWarning)``.
+    """
 
 
 class _RequestError(AutomationError):
@@ -232,6 +276,12 @@ class ResponseValidationError(_RequestError):
         problems: One line per problem, each naming the field path
             (e.g. ``steps[2].step.id``).
         body: An excerpt of the raw body (at most a few hundred characters).
+        not_json: True when the body was not JSON at all (empty, cut short,
+            an HTML page from a proxy): a ``GET`` is retried on it, since such
+            a body is most often damaged on the way. False when it was JSON
+            that the SDK cannot use (the wrong shape, nested deeper than
+            Python can decode, an integer of thousands of digits): a retry
+            would get the same.
     """
 
     def __init__(
@@ -243,11 +293,44 @@ class ResponseValidationError(_RequestError):
         status_code: int,
         problems: tuple[str, ...] = (),
         body: str = "",
+        not_json: bool = False,
     ) -> None:
         super().__init__(message, method=method, url=url)
         self.status_code = status_code
         self.problems = problems
         self.body = body
+        self.not_json = not_json
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """The answer's body, decompressed, was larger than the client's ``max_response_bytes``.
+
+    Reading stopped as soon as the limit was passed, so a huge or
+    decompression-bomb answer never fills memory; it is not retried.
+
+    Attributes:
+        limit: The ``max_response_bytes`` that was passed, in bytes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status_code: int,
+        limit: int,
+        body: str = "",
+    ) -> None:
+        super().__init__(
+            message,
+            method=method,
+            url=url,
+            status_code=status_code,
+            problems=(f"(the whole answer): larger than max_response_bytes ({limit} bytes)",),
+            body=body,
+        )
+        self.limit = limit
 
 
 class RunFailedError(AutomationError):

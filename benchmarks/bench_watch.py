@@ -1,7 +1,13 @@
 """What one watched run costs: CPU per poll and memory per RunWatch.
 
-Two parts, both bounded in count and time, both stopping by themselves:
+Three parts, all bounded in count and time, all stopping by themselves:
 
+0. **One changed snapshot**, on a stubbed transport: a watch of a 50-step run
+   polled while one step after the other finishes (each answer changes one
+   step and the run's ``updated_at``, as a server does). Reports the client's
+   CPU per changed snapshot, JSON decoding included, beside ``json.loads`` of
+   the same bodies measured in the same run, and their ratio (median and spread
+   over the repeats); then the memory per watched 50-step run.
 1. **The poller alone**, on a stubbed transport (no network): N watches of a
    run with S steps, each polled P times. Reports the CPU per poll when the
    answer did not change (the common case: a fast path skips structuring),
@@ -20,6 +26,7 @@ import argparse
 import asyncio
 import gc
 import json
+import statistics
 import time
 import tracemalloc
 import uuid
@@ -36,9 +43,20 @@ from automation_sdk.testing import FakeClock
 AUTOMATION_ID = uuid.UUID("5b7c1a52-6d1e-4c4e-9c8e-2f0a3a1b7d10")
 
 
+def stamp_of(version: int) -> str:
+    """The server time of ``version``: one second each."""
+    return f"2026-11-29T{10 + version // 3600:02d}:{version // 60 % 60:02d}:{version % 60:02d}Z"
+
+
 def run_json(run_id: uuid.UUID, steps: int, version: int) -> dict[str, Any]:
-    """A run with ``steps`` steps; ``version`` moves its statuses and updated_at on."""
-    stamp = f"2026-11-29T10:{version // 60:02d}:{version % 60:02d}Z"
+    """A run with ``steps`` steps; each ``version`` finishes one more step (then starts over).
+
+    A step's ``updated_at`` is the time of its own last change, the run's the
+    time of the version, as a server stamps them.
+    """
+    stamp = stamp_of(version)
+    done = version % (steps + 1)
+    cycle = version - done  # the version at which every step (re)started RUNNING
     return {
         "id": str(run_id),
         "automation_id": str(AUTOMATION_ID),
@@ -50,9 +68,9 @@ def run_json(run_id: uuid.UUID, steps: int, version: int) -> dict[str, Any]:
         "steps": [
             {
                 "id": str(uuid.uuid5(run_id, str(i))),
-                "status": "FINISHED" if i < version % (steps + 1) else "RUNNING",
+                "status": "FINISHED" if i < done else "RUNNING",
                 "prompt": {"type": "text", "text": f"Prompt of step {i}, rendered " * 4},
-                "result": f"result {i}" if i < version % (steps + 1) else None,
+                "result": f"result {i}" if i < done else None,
                 "error": None,
                 "step": {
                     "id": str(uuid.UUID(int=i + 1, version=4)),
@@ -63,7 +81,7 @@ def run_json(run_id: uuid.UUID, steps: int, version: int) -> dict[str, Any]:
                     "updated_at": "2026-11-29T09:00:00Z",
                 },
                 "created_at": "2026-11-29T10:00:00Z",
-                "updated_at": stamp,
+                "updated_at": stamp_of(cycle + i + 1 if i < done else cycle),
             }
             for i in range(steps)
         ],
@@ -93,6 +111,70 @@ class StubTransport:
 def cpu_per_call(total_seconds: float, calls: int) -> str:
     """Microseconds per call."""
     return f"{total_seconds / calls * 1e6:8.1f} µs"
+
+
+def spread(values: list[float]) -> str:
+    """Median and the min-max spread around it, in µs."""
+    return (
+        f"{statistics.median(values) * 1e6:8.1f} µs "
+        f"({min(values) * 1e6:.1f}-{max(values) * 1e6:.1f})"
+    )
+
+
+async def bench_snapshot(steps: int, repeats: int, runs: int) -> None:
+    """Part 0: CPU per changed snapshot against json.loads of its body; memory per run."""
+    run_id = uuid.uuid4()
+    path = f"/automations/{AUTOMATION_ID}/sessions/{run_id}/"
+    version = 0
+    bodies = [json.dumps(run_json(run_id, steps, v)).encode() for v in range(steps + 1)]
+    transport = StubTransport({path: lambda: bodies[version]})
+    ours: list[float] = []
+    loads: list[float] = []
+    for _ in range(repeats):
+        watch = RunWatch(transport, AUTOMATION_ID, run_id)  # type: ignore[arg-type]
+        version = 0
+        await watch._poll()  # the first snapshot: every step is new
+        watch._pending = []
+        gc.collect()
+        start = time.process_time()
+        for version in range(1, steps + 1):  # noqa: B007 - read by the transport's lambda
+            await watch._poll()
+            watch._pending = []
+        ours.append((time.process_time() - start) / steps)
+        start = time.process_time()
+        for body in bodies[1:]:
+            json.loads(body)
+        loads.append((time.process_time() - start) / steps)
+    ratios = [o / d for o, d in zip(ours, loads, strict=True)]
+    size = sum(len(b) for b in bodies[1:]) / steps
+    print(f"one changed snapshot: {steps} steps, {size / 1000:.0f} KB body, {repeats} repeats")
+    print(f"  {'client CPU per changed snapshot (decoding included)':<58}{spread(ours)}")
+    print(f"  {'json.loads of the same body, same run':<58}{spread(loads)}")
+    print(
+        f"  {'ratio':<58}{statistics.median(ratios):8.2f} x ({min(ratios):.2f}-{max(ratios):.2f})"
+    )
+
+    # Memory: runs of one automation version, each watched, its last snapshot kept.
+    run_ids = [uuid.uuid4() for _ in range(runs)]
+    texts = {rid: json.dumps(run_json(rid, steps, steps // 2)).encode() for rid in run_ids}
+    paths = {
+        f"/automations/{AUTOMATION_ID}/sessions/{rid}/": (lambda t=texts[rid]: t) for rid in run_ids
+    }
+    many = StubTransport(paths)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    kept = [RunWatch(many, AUTOMATION_ID, rid) for rid in run_ids]  # type: ignore[arg-type]
+    for watch in kept:
+        await watch._poll()
+        while watch._pending:
+            await anext(watch)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    per_run = sum(s.size_diff for s in after.compare_to(base, "filename")) / runs
+    print(f"  {f'memory per watched {steps}-step run ({runs} runs)':<58}{per_run / 1024:8.1f} KiB")
+    del kept
 
 
 async def bench_poller(watches: int, steps: int, polls: int) -> None:
@@ -237,7 +319,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--polls", type=int, default=10, help="polls per watch in part 1")
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of part 2")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of part 0 (>= 3)")
     args = parser.parse_args()
+    asyncio.run(bench_snapshot(50, max(3, args.repeats), 200))
     asyncio.run(bench_poller(args.watches, args.steps, args.polls))
     asyncio.run(bench_server(args.watches, args.steps, min(args.seconds, 30.0)))
 

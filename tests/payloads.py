@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-BASE_URL = "http://api.test"
+BASE_URL = "https://api.test"
 TOKEN = "tok-SECRET-123"
 AUTOMATION_ID = "5b7c1a52-6d1e-4c4e-9c8e-2f0a3a1b7d10"
 RUN_ID = "9a1f0e6c-3b2d-4f5a-8e7c-6d5b4a3c2b1a"

@@ -62,6 +62,21 @@ def test_a_checkpoint_reads_back_what_was_written() -> None:
     assert cp.run_status.value == "PAUSED"
     assert cp.updated_at == WHEN
     assert cp.steps == {STEP: StepStatus.WAITING_FOR_USER_INPUT}
+    assert cp.step_updated_at == {}
+
+
+def test_the_time_of_each_steps_entry_reads_back() -> None:
+    """step_updated_at round-trips; a checkpoint without it (older SDKs) reads as empty."""
+    text = dump(
+        automation_id=AID,
+        run_id=RID,
+        run_status=RunStatus.RUNNING,
+        updated_at=WHEN,
+        steps={STEP: StepStatus.FINISHED},
+        step_updated_at={STEP: WHEN},
+    )
+    assert load(text, automation_id=AID, run_id=RID).step_updated_at == {STEP: WHEN}
+    assert "step_updated_at" not in json.loads(document())
 
 
 def test_a_fresh_watch_checkpoints_nothing_delivered(client: AutomationClient) -> None:
@@ -108,6 +123,10 @@ def test_an_unknown_version_is_refused(version: object) -> None:
         (document(steps={"x": "FINISHED"}), "steps key"),
         (document(steps={str(STEP): 1}), "steps"),
         (document(updated_at="yesterday"), "updated_at"),
+        (document(step_updated_at=[WHEN.isoformat()]), "step_updated_at"),
+        (document(step_updated_at={"x": WHEN.isoformat()}), "step_updated_at key"),
+        (document(step_updated_at={str(STEP): None}), "step_updated_at"),
+        (document(step_updated_at={str(STEP): "soon"}), "step_updated_at"),
     ],
 )
 def test_a_malformed_checkpoint_is_refused_clearly(text: str, message: str) -> None:

@@ -158,9 +158,11 @@ def test_error_tree() -> None:
     assert issubclass(errors.ConfigurationError, ValueError)
     assert issubclass(errors.InvalidArgumentError, ValueError)
     assert issubclass(errors.ClientClosedError, RuntimeError)
+    assert issubclass(errors.EventLoopMismatchError, RuntimeError)
+    assert issubclass(errors.InsecureURLWarning, UserWarning)
     for name in errors.__all__:
         cls = getattr(errors, name)
-        if isinstance(cls, type) and issubclass(cls, Exception):
+        if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, Warning):
             assert issubclass(cls, AutomationError), name
     assert issubclass(RateLimitError, APIStatusError) and issubclass(ServerError, APIStatusError)
 

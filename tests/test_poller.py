@@ -35,7 +35,7 @@ from automation_sdk import (
     WaitTimeoutError,
     _tracker,
 )
-from automation_sdk._convert import fingerprint
+from automation_sdk._convert import RunSteps, fingerprint
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, run_step_json
 
@@ -401,17 +401,200 @@ async def test_identical_answers_skip_structuring(
 ) -> None:
     """An answer equal in ids, statuses and timestamps to the last one is not structured again."""
     parsed: list[object] = []
-    real_parse = _tracker.parse
+    real_structure = RunSteps.structure
 
-    def counting_parse(*args: Any, **kwargs: Any) -> Any:
-        parsed.append(args[0])
-        return real_parse(*args, **kwargs)
+    def counting_structure(self: RunSteps, data: object) -> Any:
+        parsed.append(data)
+        return real_structure(self, data)
 
-    monkeypatch.setattr(_tracker, "parse", counting_parse)
+    monkeypatch.setattr(RunSteps, "structure", counting_structure)
     same = snap("RUNNING", 1, draft="RUNNING")
     Script(mock, clock, same, same, same, snap("FINISHED", 2, draft="FINISHED"))
     assert len(await shown(client.runs.watch(AUTOMATION_ID, RUN_ID))) == 4
     assert len(parsed) == 2
+
+
+# -- clocks that lie ------------------------------------------------------------------------
+
+FAR = (datetime(2099, 1, 1, tzinfo=UTC) - T0).total_seconds()  # seconds from T0 to 2099
+
+
+def restamped(body: dict[str, Any], name: str, t: float) -> dict[str, Any]:
+    """``body`` with the step ``name`` stamped ``t`` seconds after T0."""
+    for entry in body["steps"]:
+        if entry["step"]["name"] == name:
+            entry["updated_at"] = at(t)
+    return body
+
+
+async def test_a_step_never_goes_backwards_under_an_equal_run_timestamp(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """An entry of a step older than the one delivered is ignored; the other steps move on."""
+    Script(
+        mock,
+        clock,
+        snap("RUNNING", 5, start="FINISHED", draft="FINISHED"),
+        restamped(
+            snap("RUNNING", 5, start="FINISHED", draft="RUNNING", review="RUNNING"), "draft", 3
+        ),
+        snap("FINISHED", 6, start="FINISHED", draft="FINISHED", review="FINISHED"),
+    )
+    assert await shown(client.runs.watch(AUTOMATION_ID, RUN_ID)) == [
+        "start:->FINISHED",
+        "draft:->FINISHED",
+        "run:->RUNNING",
+        "review:->RUNNING",
+        "review:RUNNING>FINISHED",
+        "run:RUNNING>FINISHED",
+    ]
+
+
+async def test_a_resumed_watch_never_moves_a_step_backwards(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """After a resume, a step's entry older than the one delivered before is ignored too."""
+    script = Script(mock, clock, snap("RUNNING", 5, start="FINISHED", draft="FINISHED"))
+    first = client.runs.watch(AUTOMATION_ID, RUN_ID)
+    assert [show(await anext(first)) for _ in range(3)] == [
+        "start:->FINISHED",
+        "draft:->FINISHED",
+        "run:->RUNNING",
+    ]
+    script.add(
+        restamped(snap("RUNNING", 5, start="FINISHED", draft="RUNNING"), "draft", 3),
+        snap("FINISHED", 6, start="FINISHED", draft="FINISHED"),
+    )
+    resumed = client.runs.watch(AUTOMATION_ID, RUN_ID, resume_from=first.checkpoint())
+    assert await shown(resumed) == ["run:RUNNING>FINISHED"]
+
+
+async def test_the_end_of_a_run_is_taken_whatever_its_timestamp(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """A FINISHED snapshot stamped before the last accepted one still ends the watch."""
+    script = Script(
+        mock,
+        clock,
+        snap("RUNNING", 5, draft="RUNNING"),
+        snap("FINISHED", 4, draft="FINISHED"),  # a replica whose clock lags
+        repeat_last=True,
+    )
+    watch = client.runs.watch(AUTOMATION_ID, RUN_ID, timeout=60)
+    assert await shown(watch) == [
+        "draft:->RUNNING",
+        "run:->RUNNING",
+        "draft:RUNNING>FINISHED",
+        "run:RUNNING>FINISHED",
+    ]
+    assert len(script.times) == 2
+    assert watch.run is not None and watch.run.status is RunStatus.FINISHED
+
+
+async def test_wait_returns_at_the_end_after_a_snapshot_stamped_2099(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """One snapshot from a clock in 2099 does not hide the FINISHED that follows it."""
+    script = Script(
+        mock,
+        clock,
+        snap("RUNNING", FAR, draft="RUNNING"),
+        snap("FINISHED", 2, draft="FINISHED"),
+        repeat_last=True,
+    )
+    run = await client.runs.wait(AUTOMATION_ID, RUN_ID, timeout=3600)
+    assert run.status is RunStatus.FINISHED
+    assert len(script.times) == 2
+
+
+def follow_the_clock(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine's wall clock reads T0 plus the fake clock's time."""
+    monkeypatch.setattr(_tracker, "_now", lambda: T0 + timedelta(seconds=clock.monotonic()))
+
+
+async def test_the_watch_recovers_from_a_snapshot_stamped_2099(
+    client: AutomationClient,
+    mock: aioresponses,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a snapshot from 2099, true snapshots are delivered again within MAX_CLOCK_AHEAD."""
+    follow_the_clock(clock, monkeypatch)
+    polls: list[float] = []
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        now = clock.monotonic()
+        polls.append(now)
+        if len(polls) == 1:
+            return CallbackResult(payload=snap("RUNNING", now, draft="RUNNING"))
+        if len(polls) == 2:  # the truth, from a replica whose clock says 2099
+            return CallbackResult(payload=snap("RUNNING", FAR, draft="FINISHED"))
+        if now < 600:
+            return CallbackResult(
+                payload=snap(
+                    "WAITING_FOR_USER_INPUT",
+                    now - 1,
+                    draft="FINISHED",
+                    review="WAITING_FOR_USER_INPUT",
+                )
+            )
+        return CallbackResult(payload=snap("FINISHED", now, draft="FINISHED", review="FINISHED"))
+
+    mock.get(RUN_URL, callback=answer, repeat=True)
+    watch = client.runs.watch(AUTOMATION_ID, RUN_ID, interval=30, max_interval=30, timeout=3600)
+    with caplog.at_level(logging.WARNING, logger="automation_sdk"):
+        got = [(show(event), clock.monotonic()) async for event in watch]
+    assert [shown for shown, _ in got] == [
+        "draft:->RUNNING",
+        "run:->RUNNING",
+        "draft:RUNNING>FINISHED",
+        "review:->WAITING_FOR_USER_INPUT",
+        "run:RUNNING>WAITING_FOR_USER_INPUT",
+        "review:WAITING_FOR_USER_INPUT>FINISHED",
+        "run:WAITING_FOR_USER_INPUT>FINISHED",
+    ]
+    # Blind while the true snapshots are older than the 2099 one taken as "now + 5 min".
+    limit = polls[1] + _tracker.MAX_CLOCK_AHEAD.total_seconds()
+    waiting_at = got[3][1]
+    assert limit + 1 <= waiting_at <= limit + 1 + 33
+    assert sum("ahead of this machine's clock" in r.message for r in caplog.records) == 1
+
+
+async def test_a_checkpoint_edited_to_2099_blinds_a_watch_for_at_most_max_clock_ahead(
+    client: AutomationClient,
+    mock: aioresponses,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resumed watch whose checkpoint says 2099 delivers again after MAX_CLOCK_AHEAD."""
+    follow_the_clock(clock, monkeypatch)
+    checkpoint = json.loads(client.runs.watch(AUTOMATION_ID, RUN_ID).checkpoint())
+    checkpoint |= {"run_status": "RUNNING", "updated_at": "2099-01-01T00:00:00+00:00"}
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        now = clock.monotonic()
+        if now < 600:
+            return CallbackResult(payload=snap("RUNNING", now - 1, draft="RUNNING"))
+        return CallbackResult(payload=snap("FINISHED", now, draft="FINISHED"))
+
+    mock.get(RUN_URL, callback=answer, repeat=True)
+    watch = client.runs.watch(
+        AUTOMATION_ID,
+        RUN_ID,
+        interval=30,
+        max_interval=30,
+        timeout=3600,
+        resume_from=json.dumps(checkpoint),
+    )
+    got = [(show(event), clock.monotonic()) async for event in watch]
+    assert [shown for shown, _ in got] == [
+        "draft:->RUNNING",
+        "draft:RUNNING>FINISHED",
+        "run:RUNNING>FINISHED",
+    ]
+    limit = _tracker.MAX_CLOCK_AHEAD.total_seconds()
+    assert limit + 1 <= got[0][1] <= limit + 1 + 33
 
 
 # -- wait() --------------------------------------------------------------------------------

@@ -1,18 +1,23 @@
 """The watch's ordering guarantees, over random run histories and random poll timings.
 
 A scripted server plays a random history of a run (versions that become
-current at random virtual times), answers some polls with failures or with a
-stale older version, and the consumer stops and resumes from checkpoints at
-random points. Every version carries its index in the run's ``inputs`` and in
+current at random virtual times), answers some polls with failures, with a
+stale older version, or from a replica with a skewed clock (the current version
+stamped in 2099, or stamped far in the past), and the consumer stops and resumes
+from checkpoints at random points, some of them edited to 2099. This machine's
+clock reads the server's time, and how far ahead of it a timestamp is believed
+is drawn too. Every version carries its index in the run's ``inputs`` and in
 each step's ``prompt``, so that each event can be traced to the answer it came from.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock as patching
 
 import aiohttp
 from aioresponses import CallbackResult, aioresponses
@@ -29,6 +34,7 @@ from automation_sdk import (
     StepTransition,
     WaitTimeoutError,
     _poller,
+    _tracker,
 )
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN
@@ -38,7 +44,8 @@ T0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 STEP_IDS = [uuid.UUID(int=i + 1, version=4) for i in range(4)]
 STEP_STATUSES = ["NEW", "RUNNING", "WAITING_FOR_USER_INPUT", "FINISHED", "FAILED", "THROTTLED"]
 LIVE_RUN_STATUSES = ["NEW", "RUNNING", "WAITING_FOR_USER_INPUT", "PAUSED"]
-OUTCOMES = ["ok", "ok", "ok", "stale", "stale", "503", "429", "reset", "slow"]
+OUTCOMES = ["ok", "ok", "ok", "stale", "stale", "503", "429", "reset", "slow", "future", "behind"]
+FAR_FUTURE = datetime(2099, 1, 1, tzinfo=UTC)
 
 # The cadence's jitter is random: let hypothesis seed it, so that a failure replays.
 register_random(_poller._rng)
@@ -92,8 +99,12 @@ def at(ts: int) -> str:
     return (T0 + timedelta(seconds=ts)).isoformat().replace("+00:00", "Z")
 
 
-def body(versions: list[Version], k: int) -> dict[str, Any]:
-    """Version ``k`` as the API sends it, ``k`` written in inputs and prompts."""
+def body(versions: list[Version], k: int, *, shift: float = 0.0) -> dict[str, Any]:
+    """Version ``k`` as the API sends it, ``k`` written in inputs and prompts.
+
+    ``shift`` moves every ``updated_at`` by that many seconds, as a replica
+    whose clock is off would stamp it.
+    """
     v = versions[k]
     return {
         "id": RUN_ID,
@@ -102,7 +113,7 @@ def body(versions: list[Version], k: int) -> dict[str, Any]:
         "error": "failed" if v.run == "FAILED" else None,
         "status": v.run,
         "created_at": at(0),
-        "updated_at": at(v.ts),
+        "updated_at": at(v.ts + shift),
         "steps": [
             {
                 "id": str(uuid.uuid5(STEP_IDS[i], RUN_ID)),
@@ -117,7 +128,7 @@ def body(versions: list[Version], k: int) -> dict[str, Any]:
                     "prompt_template": {"type": "text"},
                 },
                 "created_at": at(0),
-                "updated_at": at(v.ts),
+                "updated_at": at(v.ts + shift),
             }
             for i, status in enumerate(v.steps)
         ],
@@ -135,10 +146,18 @@ class Server:
         self.outcomes = outcomes
         self.newest = 0
 
+    def current(self) -> int:
+        """The index of the version current at the fake clock's time."""
+        now = self.clock.monotonic()
+        return max(i for i, v in enumerate(self.versions) if v.time <= now)
+
+    def now(self) -> datetime:
+        """The server's time: the client's wall clock agrees with it."""
+        return T0 + timedelta(seconds=self.versions[self.current()].ts)
+
     def answer(self, url: URL, **kwargs: Any) -> CallbackResult:
         """One poll."""
-        now = self.clock.monotonic()
-        current = max(i for i, v in enumerate(self.versions) if v.time <= now)
+        current = self.current()
         outcome, pick = self.outcomes.pop(0) if self.outcomes else ("ok", 0)
         if outcome == "503":
             return CallbackResult(status=503, payload={"detail": "busy"})
@@ -153,7 +172,12 @@ class Server:
             older = [i for i in range(current) if self.versions[i].ts < newest_ts]
             if older:
                 return CallbackResult(payload=body(self.versions, older[pick % len(older)]))
+        if outcome == "behind":  # the current version, from a replica whose clock lags far
+            return CallbackResult(payload=body(self.versions, current, shift=-1000.0 - pick))
         self.newest = current
+        if outcome == "future":  # the current version, from a replica whose clock says 2099
+            shift = (FAR_FUTURE - T0).total_seconds() + pick
+            return CallbackResult(payload=body(self.versions, current, shift=shift))
         headers = {"Retry-After": str(pick % 30)} if outcome == "slow" else {}
         return CallbackResult(payload=body(self.versions, current), headers=headers)
 
@@ -161,15 +185,36 @@ class Server:
 Logged = tuple[int, StepTransition | RunTransition]
 
 
+def skewed(checkpoint: str) -> str:
+    """The checkpoint with its updated_at edited to 2099."""
+    doc = json.loads(checkpoint)
+    doc["updated_at"] = FAR_FUTURE.isoformat()
+    return json.dumps(doc)
+
+
 async def play(
-    versions: list[Version], outcomes: list[Any], stops: list[int], interval: float
+    versions: list[Version],
+    outcomes: list[Any],
+    stops: list[int],
+    interval: float,
+    *,
+    ahead: float = 300.0,
+    skew_at: frozenset[int] = frozenset(),
 ) -> list[Logged]:
-    """Watch the history to its end, stopping and resuming as told; return (segment, event)s."""
+    """Watch the history to its end, stopping and resuming as told; return (segment, event)s.
+
+    ``ahead`` is the stale guard's ``MAX_CLOCK_AHEAD`` in seconds; the
+    checkpoints of the segments in ``skew_at`` are edited to 2099 before resuming.
+    """
     clock = FakeClock()
     server = Server(versions, clock, outcomes)
     log: list[Logged] = []
     stops = sorted(set(stops))
-    with aioresponses() as mock:
+    with (
+        aioresponses() as mock,
+        patching.patch.object(_tracker, "_now", server.now),
+        patching.patch.object(_tracker, "MAX_CLOCK_AHEAD", timedelta(seconds=ahead)),
+    ):
         mock.get(RUN_URL, callback=server.answer, repeat=True)
         retry = RetryPolicy(attempts=3, wait_initial=0.5, wait_max=2.0, jitter=False)
         async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=retry) as client:
@@ -205,6 +250,8 @@ async def play(
                 if ended:
                     return log
                 checkpoint = watch.checkpoint()
+                if segment in skew_at:
+                    checkpoint = skewed(checkpoint)
     raise AssertionError("the watch never reached the end")  # pragma: no cover
 
 
@@ -260,10 +307,17 @@ def check(log: list[Logged], versions: list[Version]) -> None:
     ),
     stops=st.lists(st.integers(1, 40), max_size=4),
     interval=st.sampled_from([0.5, 1.0, 3.0]),
+    ahead=st.sampled_from([2.0, 300.0]),
+    skew_at=st.frozensets(st.integers(0, 4), max_size=2),
 )
 def test_random_histories_keep_the_ordering_guarantees(
-    versions: list[Version], outcomes: list[Any], stops: list[int], interval: float
+    versions: list[Version],
+    outcomes: list[Any],
+    stops: list[int],
+    interval: float,
+    ahead: float,
+    skew_at: frozenset[int],
 ) -> None:
-    """Random histories, poll timings, faults and resumes: ordered, complete, no duplicate."""
-    log = asyncio.run(play(versions, list(outcomes), stops, interval))
+    """Random histories, faults, skewed clocks and resumes: ordered, complete, no duplicate."""
+    log = asyncio.run(play(versions, list(outcomes), stops, interval, ahead=ahead, skew_at=skew_at))
     check(log, versions)

@@ -1,0 +1,185 @@
+"""Structuring successive snapshots of a run: reuse of unchanged steps, shared definitions."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from automation_sdk import Run, RunStatus, Step
+from automation_sdk._convert import RunSteps, StructureFailed, _StepTable, structure
+from payloads import run_json, run_step_json
+
+RUN_STEPS = [
+    ("11111111-1111-4111-8111-111111111111", "start", "START"),
+    ("22222222-2222-4222-8222-222222222222", "draft", "LLM"),
+    ("33333333-3333-4333-8333-333333333333", "review", "INPUT"),
+]
+
+
+def body(*statuses: str) -> dict[str, Any]:
+    """A run whose steps have ``statuses``, in RUN_STEPS order."""
+    return run_json(
+        "RUNNING",
+        [
+            run_step_json(step_id, name, status, step_type=kind)
+            for (step_id, name, kind), status in zip(RUN_STEPS, statuses, strict=False)
+        ],
+    )
+
+
+def test_an_unchanged_step_keeps_its_runstep_and_a_changed_one_is_new() -> None:
+    """Only the step whose JSON changed is built again; the run equals a full structuring."""
+    steps = RunSteps()
+    first = steps.structure(body("FINISHED", "RUNNING"))
+    later = body("FINISHED", "FINISHED")
+    second = steps.structure(later)
+    assert second.steps[0] is first.steps[0]
+    assert second.steps[1] is not first.steps[1]
+    assert second == structure(copy.deepcopy(later), Run)
+
+
+def change(path: str, value: object) -> Callable[[dict[str, Any]], None]:
+    """A mutation setting ``path`` (keys and indexes separated by dots) to ``value``."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = data
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+def drop(path: str) -> Callable[[dict[str, Any]], None]:
+    """A mutation removing the key at the end of ``path``."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target: Any = data
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        del target[last]
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        change("steps.1.result", "a new result"),  # updated_at not moved: read all the same
+        change("steps.1.error", "boom"),
+        change("steps.1.status", "THROTTLED"),
+        change("steps.1.prompt", {"type": "text", "text": "other"}),
+        drop("steps.1.prompt"),
+        change("steps.1.user_input", "yes"),
+        change("steps.1.created_at", "2026-11-29T09:00:00Z"),
+        change("steps.1.step.name", "renamed"),  # same definition id and updated_at
+        change("steps.1.step.prompt_template", {"type": "text", "text": "v2"}),
+        change("steps.1.extra", "ignored"),
+        change("status", "WAITING_FOR_USER_INPUT"),
+        change("inputs", {"ticket": "T-2"}),
+        change("current_step", None),
+        lambda d: d["steps"].reverse(),
+        lambda d: d["steps"].pop(0),
+        lambda d: d["steps"].append(copy.deepcopy(d["steps"][0]) | {"id": str(uuid.uuid4())}),
+    ],
+)
+def test_reuse_gives_what_a_full_structuring_gives(
+    mutate: Callable[[dict[str, Any]], None],
+) -> None:
+    """Whatever changed between two snapshots, the run equals one structured from scratch."""
+    steps = RunSteps()
+    first = body("FINISHED", "RUNNING", "NEW")
+    steps.structure(first)
+    second = copy.deepcopy(first)
+    mutate(second)
+    assert steps.structure(second) == structure(copy.deepcopy(second), Run)
+
+
+def test_a_changed_step_is_validated_and_named_by_its_path() -> None:
+    """A bad field in a changed step fails with the same path as a full structuring."""
+    steps = RunSteps()
+    steps.structure(body("FINISHED", "RUNNING"))
+    bad = body("FINISHED", "FINISHED")
+    bad["steps"][1]["step"]["id"] = "not-a-uuid"
+    with pytest.raises(StructureFailed) as caught:
+        steps.structure(bad)
+    assert any(p.startswith("steps[1].step.id: expected a UUID") for p in caught.value.problems)
+
+
+def test_a_bad_snapshot_does_not_spoil_the_next_one() -> None:
+    """After a failure, the next good snapshot is structured as if from scratch."""
+    steps = RunSteps()
+    steps.structure(body("FINISHED", "RUNNING"))
+    with pytest.raises(StructureFailed):
+        steps.structure(body("FINISHED", "RUNNING") | {"steps": [5]})
+    good = body("FINISHED", "FINISHED")
+    assert steps.structure(good) == structure(copy.deepcopy(good), Run)
+
+
+def test_the_step_in_progress_shares_its_runstep_with_the_steps() -> None:
+    """current_step, equal to one of the steps, is that step's RunStep."""
+    run = RunSteps().structure(body("FINISHED", "RUNNING"))
+    assert run.current_step is run.steps[1]
+    assert run.status is RunStatus.RUNNING
+
+
+def test_a_shared_definition_holds_nothing_of_the_answer_it_came_from() -> None:
+    """Changing an answer's JSON after structuring changes no shared Step."""
+    raw = run_step_json(str(uuid.uuid4()))
+    run = structure(run_json("RUNNING", [raw]), Run)
+    raw["step"]["prompt_template"]["text"] = "changed"
+    assert run.steps[0].step.prompt_template["text"] == ""
+
+
+def test_a_definition_nested_too_deep_to_compare_is_read_all_the_same() -> None:
+    """A prompt template nested deeper than comparisons go is structured, not shared."""
+    step_id = str(uuid.uuid4())
+
+    def snapshot() -> dict[str, Any]:
+        deep: Any = "x"
+        for _ in range(2000):
+            deep = {"a": deep}
+        raw = run_step_json(step_id)
+        raw["step"]["prompt_template"] = raw["prompt"] = deep
+        return run_json("RUNNING", [raw])
+
+    steps = RunSteps()
+    for _ in range(2):
+        data = snapshot()
+        run = steps.structure(data)
+        assert run.steps[0].step.prompt_template is data["steps"][0]["step"]["prompt_template"]
+
+
+def test_runs_of_one_version_share_their_step_definitions() -> None:
+    """Two runs with equal definitions hold the very same Step objects."""
+    one = structure(run_json("RUNNING", [run_step_json()]), Run)
+    other = structure(run_json("RUNNING", [run_step_json()], run_id=str(uuid.uuid4())), Run)
+    assert one.steps[0].step is other.steps[0].step
+
+
+def test_a_definition_changed_under_the_same_timestamp_is_not_shared() -> None:
+    """Equal id and updated_at but another name: a new Step with the new name."""
+    first = structure(run_json("RUNNING", [run_step_json()]), Run)
+    renamed = run_step_json()
+    renamed["step"]["name"] = "begin"
+    second = structure(run_json("RUNNING", [renamed]), Run)
+    assert second.steps[0].step.name == "begin"
+    assert first.steps[0].step.name == "start"
+
+
+def test_the_intern_table_is_bounded() -> None:
+    """Beyond its size the oldest definition goes; a changed definition is not found."""
+    table = _StepTable(3)
+    raws = [run_step_json(str(uuid.uuid4()), f"s{i}")["step"] for i in range(5)]
+    for raw in raws:
+        table.add(raw, structure(raw, Step))
+    assert len(table) == 3
+    assert table.find(raws[0]) is None
+    assert table.find(raws[4]) is not None
+    assert table.find(raws[4] | {"name": "changed"}) is None
