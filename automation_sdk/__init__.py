@@ -11,6 +11,7 @@ Start runs of automations, read them, and watch them to the end::
 
 from ._client import AutomationClient
 from ._clock import Clock, SystemClock
+from ._config import Timeout
 from ._events import RunTransition, StepTransition
 from ._models import (
     Automation,
@@ -99,6 +100,7 @@ __all__ = [
     "StepTransition",
     "StepType",
     "SystemClock",
+    "Timeout",
     "TransportError",
     "UnprocessableEntityError",
     "ValidationDetail",

@@ -80,6 +80,11 @@ def _common() -> _Parser:
         metavar="N",
         help="tries per request, the first included; 1 turns retries off (default: %(default)s)",
     )
+    group.add_argument(
+        "--no-proxy-env",
+        action="store_true",
+        help="ignore $HTTP_PROXY, $HTTPS_PROXY and $NO_PROXY (followed by default)",
+    )
     common.add_argument(
         "--json", action="store_true", help="print machine-readable JSON (NDJSON for watch)"
     )
@@ -277,6 +282,7 @@ def _client(args: argparse.Namespace) -> AutomationClient:
         org_id=args.org_id,
         timeout=args.request_timeout,
         retry=RetryPolicy(attempts=max(1, args.retries)),
+        trust_env=not args.no_proxy_env,
     )
 
 

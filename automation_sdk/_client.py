@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from ssl import SSLContext
 from types import TracebackType
 
 import aiohttp
 
 from . import _config, _paths
 from ._clock import Clock, SystemClock
+from ._config import Timeout
 from ._resources import Automations, Runs
 from ._retry import RetryPolicy
 from ._transport import Transport
 from ._version import __version__
+from .errors import ClientClosedError
 
 __all__ = ["AutomationClient"]
 
@@ -39,7 +42,9 @@ class AutomationClient:
             then ``https://api.truestate.io``.
         org_id: Sent as ``Current-Org-Id`` to choose an organisation;
             defaults to ``AUTOMATION_ORG_ID``, else not sent.
-        timeout: Seconds one request may take, answer body included.
+        timeout: How long one try of a request may take: seconds for the
+            whole try, answer body included, or a :class:`~automation_sdk.Timeout`
+            with separate ``connect``, ``read`` and ``total`` limits.
         retry: When and how failed requests are retried.
         session: An ``aiohttp.ClientSession`` to borrow (it is never closed
             by the client); by default the client opens and owns one.
@@ -51,6 +56,15 @@ class AutomationClient:
             after decompression (16 MiB by default). Reading stops as soon as
             a body passes it, with :class:`~automation_sdk.errors.ResponseTooLargeError`,
             so that no answer can fill memory.
+        trust_env: Whether the session the client opens follows the
+            ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` environment
+            variables (and ``~/.netrc``), as curl, requests and httpx do.
+            A borrowed ``session`` keeps its own setting.
+        ssl: How the server's TLS certificate is checked: ``True`` (the
+            default) against the system's CA certificates, an
+            :class:`ssl.SSLContext` (e.g. ``ssl.create_default_context(cafile=...)``
+            for a company CA bundle), or ``False`` not at all (a local test
+            server only).
 
     Raises:
         ConfigurationError: no token was given or found; the token, org id or
@@ -58,7 +72,8 @@ class AutomationClient:
             fragment, user name or password, no host, or another scheme than
             http(s); the timeout is not a finite number of seconds above 0;
             ``retry``, ``session`` or ``clock`` is of the wrong type;
-            ``max_response_bytes`` is not a whole number >= 1.
+            ``max_response_bytes`` is not a whole number >= 1; ``trust_env``
+            is not a bool; ``ssl`` is not a bool or an ``ssl.SSLContext``.
 
     Warns:
         InsecureURLWarning: the base URL is plain ``http://`` to a host other
@@ -71,12 +86,14 @@ class AutomationClient:
         *,
         base_url: str | None = None,
         org_id: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | Timeout = 30.0,
         retry: RetryPolicy = _DEFAULT_RETRY,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
+        trust_env: bool = True,
+        ssl: SSLContext | bool = True,
     ) -> None:
         # Every value is checked here, so that no request can fail on configuration.
         checked_token = _config.token(
@@ -114,11 +131,60 @@ class AutomationClient:
             max_response_bytes=_config.check_int(
                 max_response_bytes, "max_response_bytes", minimum=1
             ),
+            trust_env=_config.check_bool(trust_env, "trust_env"),
+            ssl=_config.ssl(ssl),
         )
         self.automations = Automations(self._transport)
         """Create and read automations."""
         self.runs = Runs(self._transport)
         """Start, read, cancel, answer and watch runs."""
+
+    def with_options(
+        self,
+        *,
+        timeout: float | Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AutomationClient:
+        """A client like this one, with the options given replaced, on the same HTTP session.
+
+        For a call that needs other settings than the rest, without a second
+        session: ``await client.with_options(retry=RetryPolicy(attempts=1)).runs.create(...)``.
+        Everything not named (token, base URL, clock, session, proxy and TLS
+        settings) is this client's. ``headers`` are added to this client's
+        extra headers, replacing those of the same name.
+
+        The derived client borrows this client's session: closing it (or
+        leaving it unclosed) does not close the session; once this client is
+        closed, the derived one raises :class:`~automation_sdk.errors.ClientClosedError`.
+
+        Args:
+            timeout: Replaces the timeout of one try (seconds or a ``Timeout``).
+            retry: Replaces the retry policy.
+            headers: Extra headers, merged over this client's.
+
+        Raises:
+            ConfigurationError: a value is unusable, as for the constructor.
+            ClientClosedError: this client is closed.
+        """
+        if self.is_closed:
+            raise ClientClosedError(
+                "with_options() was called on a closed AutomationClient; derive clients "
+                "from an open one"
+            )
+        if retry is not None:
+            _config.instance(
+                retry, RetryPolicy, "retry", "a RetryPolicy, such as RetryPolicy(attempts=3)"
+            )
+        derived = object.__new__(AutomationClient)
+        derived._transport = self._transport.derive(
+            timeout=None if timeout is None else _config.timeout(timeout),
+            retry=retry,
+            headers=None if headers is None else _config.headers(headers),
+        )
+        derived.automations = Automations(derived._transport)
+        derived.runs = Runs(derived._transport)
+        return derived
 
     @property
     def base_url(self) -> str:
@@ -129,6 +195,11 @@ class AutomationClient:
     def clock(self) -> Clock:
         """The clock every wait of this client goes through."""
         return self._transport.clock
+
+    @property
+    def timeout(self) -> Timeout:
+        """The limits of one try of a request (a number given is ``Timeout(total=...)``)."""
+        return self._transport.timeout
 
     @property
     def retry(self) -> RetryPolicy:

@@ -16,16 +16,20 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import ssl as stdlib_ssl
 import unicodedata
 import warnings
 from collections.abc import Mapping
 from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
+from attrs import Attribute, field, frozen
+
 from . import _paths
 from .errors import ConfigurationError, InsecureURLWarning
 
 __all__ = [
+    "Timeout",
     "base_url",
     "check_bool",
     "check_int",
@@ -33,6 +37,7 @@ __all__ = [
     "headers",
     "instance",
     "org_id",
+    "ssl",
     "timeout",
     "token",
 ]
@@ -150,9 +155,63 @@ def headers(value: object) -> dict[str, str]:
     return checked
 
 
-def timeout(value: object) -> float:
-    """The per-request timeout: a finite number of seconds above zero."""
-    return check_seconds(value, "timeout", positive=True)
+def _limit(_: object, attribute: Attribute[float | None], value: object) -> None:
+    if value is not None:
+        check_seconds(value, f"Timeout.{attribute.name}", positive=True)
+
+
+@frozen(kw_only=True)
+class Timeout:
+    """How long one try of a request may take, in seconds; ``None`` means no limit.
+
+    A plain number given as ``timeout=`` is the same as ``Timeout(total=...)``.
+
+    Args:
+        connect: Opening a new connection (TCP, then TLS). Waiting for a free
+            connection of a full pool does not count (``total`` does).
+        read: The longest silence while the answer arrives: between being
+            sent and the first byte, and between two pieces of the body.
+        total: The whole try, from asking for a connection to the last byte
+            of the answer.
+
+    Raises:
+        ConfigurationError: a value is neither None nor a finite number of
+            seconds > 0, or all three are None (a try could then wait forever).
+    """
+
+    connect: float | None = field(default=None, validator=_limit)
+    read: float | None = field(default=None, validator=_limit)
+    total: float | None = field(default=None, validator=_limit)
+
+    def __attrs_post_init__(self) -> None:
+        if self.connect is None and self.read is None and self.total is None:
+            raise ConfigurationError(
+                "Timeout() needs at least one of connect=, read= or total=: without any, "
+                "a request to a server that never answers would wait forever"
+            )
+
+
+def timeout(value: object) -> Timeout:
+    """The per-try timeout: a finite number of seconds above zero, or a :class:`Timeout`."""
+    if isinstance(value, Timeout):
+        return value
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigurationError(
+            "timeout must be a number of seconds > 0 or a Timeout(connect=, read=, total=), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return Timeout(total=check_seconds(value, "timeout", positive=True))
+
+
+def ssl(value: object) -> stdlib_ssl.SSLContext | bool:
+    """How TLS is checked: True (the system's CAs), False (not at all), or an SSLContext."""
+    if isinstance(value, bool | stdlib_ssl.SSLContext):
+        return value
+    raise ConfigurationError(
+        "ssl must be True (verify with the system's CA certificates), False (do not verify: "
+        "for a test server only) or an ssl.SSLContext, such as "
+        f"ssl.create_default_context(cafile='ca.pem'); got {type(value).__name__}"
+    )
 
 
 def check_seconds(value: object, name: str, *, positive: bool = False) -> float:

@@ -176,7 +176,7 @@ def _advice(
     elif policy.attempts == 1:
         tried = "it was not retried (the retry policy allows a single try)"
     elif tries >= policy.attempts:
-        tried = f"it failed on all {tries} tries the retry policy allows"
+        tried = "it failed on every try the retry policy allows"
     else:
         tried = f"it failed on try {tries} of {policy.attempts}"
     if status == 429:

@@ -116,7 +116,12 @@ def _show_private_defaults(function: griffe.Function) -> None:
         if not default.startswith("_") or not default.isidentifier():
             continue
         constant = module.members.get(default)
-        if constant is not None and not constant.is_alias and constant.value is not None:
+        if (
+            constant is not None
+            and not constant.is_alias
+            and constant.is_attribute  # a private function default (redact=_same) stays as is
+            and constant.value is not None
+        ):
             parameter.default = constant.value
 
 

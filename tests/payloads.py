@@ -1,9 +1,14 @@
-"""JSON bodies shaped like the API's answers, for mocked servers."""
+"""JSON bodies shaped like the API's answers, for mocked servers; and the retry wait helper."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+
+from tenacity import RetryCallState
+
+from automation_sdk import RetryPolicy
+from automation_sdk._retry import retry_wait
 
 BASE_URL = "https://api.test"
 TOKEN = "tok-SECRET-123"
@@ -114,3 +119,10 @@ def automation_json(*, sessions: list[dict[str, Any]] | None = None) -> dict[str
     if sessions is not None:
         body["sessions"] = sessions
     return body
+
+
+def wait_after(policy: RetryPolicy, failures: int) -> float:
+    """The wait ``policy`` chooses after the ``failures``-th failed try (no Retry-After)."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = failures
+    return retry_wait(policy)(state)

@@ -271,6 +271,40 @@ def test_network_error_exits_3(
     assert "could not connect" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("flags", "expected"), [((), 0), (("--no-proxy-env",), 3)])
+def test_the_cli_follows_the_proxy_variables(
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    flags: tuple[str, ...],
+    expected: int,
+) -> None:
+    """HTTP_PROXY carries the CLI's requests (the emulator stands in for the proxy) unless
+    --no-proxy-env, when they go to the base URL, where nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    automation_id = create(capsys, tmp_path)
+    monkeypatch.setenv("HTTP_PROXY", emulator.url)
+    code, _, err = cli(
+        capsys,
+        "runs",
+        "list",
+        automation_id,
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        "--retries",
+        "1",
+        *flags,
+    )
+    assert code == expected, err
+    if expected == 3:
+        assert "could not connect" in err
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -89,7 +89,7 @@ async def test_borrowed_session_is_never_closed(mock: aioresponses) -> None:
 async def test_owned_session_is_closed_by_aclose() -> None:
     """The client's own session is created on entry and closed on exit."""
     async with AutomationClient(TOKEN, base_url=BASE_URL) as client:
-        session = client._transport._session
+        session = client._transport.session
         assert session is not None and not session.closed
     assert session.closed
 
@@ -98,7 +98,7 @@ async def test_unclosed_client_warns() -> None:
     """A client that opened its session and was dropped unclosed warns with ResourceWarning."""
     client = AutomationClient(TOKEN, base_url=BASE_URL)
     await client._transport.open()
-    session = client._transport._session
+    session = client._transport.session
     with pytest.warns(ResourceWarning, match="never closed"):  # noqa: PT031
         del client
         gc.collect()

@@ -38,10 +38,10 @@ from automation_sdk import (
     RetryPolicy,
     StepSpec,
     StepType,
+    Timeout,
 )
 from automation_sdk._jsonable import MAX_DEPTH, to_json
-from automation_sdk._retry import backoff
-from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, automation_json, run_json
+from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, automation_json, run_json, wait_after
 
 RUNS_URL = f"{BASE_URL}/automations/{AUTOMATION_ID}/sessions/"
 RUN_PATH = f"/automations/{AUTOMATION_ID}/sessions/{RUN_ID}/"
@@ -122,7 +122,7 @@ def test_good_configuration_is_kept_as_given() -> None:
         timeout=5,
         headers={"X-Trace": "a\tb", "authorization": "dropped"},
     )
-    assert client._transport.timeout == 5.0
+    assert client.timeout == Timeout(total=5.0)
     headers = client._transport._headers
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Current-Org-Id"] == "org_9"
@@ -178,7 +178,8 @@ def test_retry_policy_checks_evolve_too() -> None:
 def test_many_attempts_never_overflow_the_backoff() -> None:
     """The 1100th backoff of a long policy is wait_max, not an OverflowError."""
     policy = RetryPolicy(attempts=5000, wait_initial=0.5, wait_max=30.0, jitter=False)
-    assert backoff(policy, 1100, None, __import__("random").Random(1)) == 30.0
+    assert wait_after(policy, 1100) == 30.0
+    assert wait_after(evolve(policy, jitter=True), 1100) <= 30.0
 
 
 # -- base_url ------------------------------------------------------------------------------

@@ -14,17 +14,19 @@ from yarl import URL
 
 from automation_sdk import (
     AutomationClient,
+    ConfigurationError,
     NotFoundError,
     RateLimitError,
     RequestTimeoutError,
     ResponseValidationError,
     RetryPolicy,
     ServerError,
+    Timeout,
     TransportError,
 )
-from automation_sdk._retry import backoff
+from automation_sdk._transport import DeadlineExceeded
 from automation_sdk.testing import FakeClock
-from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json
+from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TOKEN, run_json, wait_after
 
 RUN_URL = f"{BASE_URL}/automations/{AUTOMATION_ID}/sessions/{RUN_ID}/"
 RUNS_URL = f"{BASE_URL}/automations/{AUTOMATION_ID}/sessions/"
@@ -87,11 +89,8 @@ async def test_wait_max_caps_the_backoff(mock: aioresponses) -> None:
 
 def test_jitter_spreads_waits_over_half_to_all_of_the_base() -> None:
     """With jitter, each wait lies between 50% and 100% of the exponential value."""
-    import random
-
-    rng = random.Random(7)
     policy = RetryPolicy(wait_initial=1.0, wait_max=8.0)
-    waits = [backoff(policy, 3, None, rng) for _ in range(200)]
+    waits = [wait_after(policy, 3) for _ in range(200)]
     assert all(2.0 <= w <= 4.0 for w in waits)
     assert max(waits) - min(waits) > 1.0
 
@@ -258,3 +257,129 @@ async def test_each_retry_is_logged_without_the_token(
     assert f"GET {path} failed (status 503); try 2 of 4 in 0.50s" in messages
     assert f"GET {path} -> 200" in messages
     assert all(TOKEN not in m for m in messages)
+
+
+async def test_a_first_try_that_succeeds_builds_no_retry_machinery(
+    client: AutomationClient, mock: aioresponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request answered at once never builds tenacity's retrying object."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the retry machinery was built for a request that succeeded")
+
+    monkeypatch.setattr("automation_sdk._transport.AsyncRetrying", refuse)
+    mock.get(RUN_URL, payload=run_json())
+    run = await client.runs.get(AUTOMATION_ID, RUN_ID)
+    assert str(run.id) == RUN_ID
+
+
+async def test_the_error_after_retries_says_how_many_tries_in_how_long(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """When every try failed, the message ends with the tries, the time and the budget."""
+    mock.get(RUN_URL, exception=TimeoutError(), repeat=True)
+    with pytest.raises(RequestTimeoutError) as info:
+        await client.runs.get(AUTOMATION_ID, RUN_ID)
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+    assert str(info.value).endswith("Gave up after 4 tries in 3.5s.")
+
+
+async def test_the_retry_budget_bounds_tries_and_waits(mock: aioresponses) -> None:
+    """RetryPolicy(timeout=2) starts no wait past 2s, and clips the last try to what is left."""
+    clock = FakeClock()
+    policy = RetryPolicy(attempts=4, wait_initial=0.5, jitter=False, timeout=2.0)
+    mock.get(RUN_URL, exception=TimeoutError(), repeat=True)
+    async with AutomationClient(
+        TOKEN, base_url=BASE_URL, clock=clock, retry=policy, timeout=1.0
+    ) as c:
+        with pytest.raises(RequestTimeoutError) as info:
+            await c.runs.get(AUTOMATION_ID, RUN_ID)
+    assert clock.sleeps == [0.5, 1.0]  # a third wait of 2s would end at 3.5s
+    totals = [call.kwargs["timeout"].total for call in mock.requests[("GET", URL(RUN_URL))]]
+    assert totals == [1.0, 1.0, 0.5]
+    assert str(info.value).endswith(
+        "Gave up after 3 tries in 1.5s: the retry budget of 2s (RetryPolicy timeout) was used up."
+    )
+
+
+async def test_a_budget_that_is_not_reached_is_named_in_the_message(mock: aioresponses) -> None:
+    """Attempts used up within the budget: the message gives the budget it stayed under."""
+    clock = FakeClock()
+    policy = RetryPolicy(attempts=2, wait_initial=0.5, jitter=False, timeout=60)
+    mock.get(RUN_URL, status=503, repeat=True)
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=policy) as c:
+        with pytest.raises(ServerError) as info:
+            await c.runs.get(AUTOMATION_ID, RUN_ID)
+    assert str(info.value).endswith("Gave up after 2 tries in 0.5s.")
+
+
+async def test_a_retry_after_longer_than_the_budget_is_not_waited_for(
+    mock: aioresponses,
+) -> None:
+    """A Retry-After that would end past the budget raises the 429 at once."""
+    clock = FakeClock()
+    policy = RetryPolicy(timeout=5.0)
+    mock.get(RUN_URL, status=429, headers={"Retry-After": "10"}, repeat=True)
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=policy) as c:
+        with pytest.raises(RateLimitError) as info:
+            await c.runs.get(AUTOMATION_ID, RUN_ID)
+    assert clock.sleeps == []
+    assert "retry budget of 5s" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "5", True])
+def test_a_bad_retry_budget_is_refused(value: object) -> None:
+    """RetryPolicy(timeout=...) takes None or a finite number of seconds above 0."""
+    with pytest.raises(ConfigurationError, match=r"RetryPolicy\.timeout"):
+        RetryPolicy(timeout=value)  # type: ignore[arg-type]
+
+
+async def test_a_read_timeout_is_named_in_the_message(mock: aioresponses) -> None:
+    """Timeout(read=...) reaches aiohttp as the socket read limit and names itself when hit."""
+    timeout = Timeout(connect=2.0, read=5.0)
+    mock.get(RUN_URL, exception=aiohttp.SocketTimeoutError(), repeat=True)
+    async with AutomationClient(
+        TOKEN, base_url=BASE_URL, clock=FakeClock(), timeout=timeout, retry=RetryPolicy(attempts=1)
+    ) as c:
+        with pytest.raises(RequestTimeoutError) as info:
+            await c.runs.get(AUTOMATION_ID, RUN_ID)
+    (call,) = mock.requests[("GET", URL(RUN_URL))]
+    sent = call.kwargs["timeout"]
+    assert (sent.sock_connect, sent.sock_read, sent.total) == (2.0, 5.0, None)
+    assert "received nothing for 5s (the read timeout)" in str(info.value)
+
+
+class LateClock(FakeClock):
+    """A clock whose sleeps end late, as a busy machine's do."""
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        self.advance(0.6)
+
+
+async def test_a_wait_that_ends_late_sends_no_try_past_the_budget(mock: aioresponses) -> None:
+    """A wait that overran the budget ends the call without another try."""
+    clock = LateClock()
+    policy = RetryPolicy(attempts=4, wait_initial=0.5, jitter=False, timeout=1.0)
+    mock.get(RUN_URL, status=503, repeat=True)
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=policy) as c:
+        with pytest.raises(ServerError) as info:
+            await c.runs.get(AUTOMATION_ID, RUN_ID)
+    assert count(mock, "GET", RUN_URL) == 1
+    assert str(info.value).endswith(
+        "Gave up after 1 try in 1.1s: the retry budget of 1s (RetryPolicy timeout) was used up."
+    )
+
+
+async def test_a_wait_that_ends_late_past_a_deadline_is_a_deadline(mock: aioresponses) -> None:
+    """Past the caller's deadline, the session layer says so, carrying the last failure."""
+    clock = LateClock()
+    policy = RetryPolicy(attempts=4, wait_initial=0.5, jitter=False)
+    mock.get(RUN_URL, status=503, repeat=True)
+    async with AutomationClient(TOKEN, base_url=BASE_URL, clock=clock, retry=policy) as c:
+        with pytest.raises(DeadlineExceeded) as info:
+            await c._transport.request(
+                "GET", RUN_URL.removeprefix(BASE_URL), idempotent=True, deadline=1.0
+            )
+    assert isinstance(info.value.last, ServerError)
+    assert count(mock, "GET", RUN_URL) == 1
