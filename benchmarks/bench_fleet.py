@@ -666,23 +666,22 @@ def orchestrate(args: argparse.Namespace) -> None:
         runs = max(sizes)
         print(f"\nTuning, N = {runs}, (b) watch(), {args.repeats} repeats, median (min..max):")
         variants = [
-            ("default: pool of 100, default GC", []),
+            ("defaults", []),
             ("TCPConnector(limit=0)", ["--limit", "0"]),
-            ("gc.freeze() once all are followed", ["--gc", "freeze"]),
-            ("gc.set_threshold(50_000, 50, 100)", ["--gc", "threshold"]),
+            ("gc.freeze() after adds", ["--gc", "freeze"]),
+            ("threshold 50000,50,100", ["--gc", "threshold"]),
         ]
+        print(" " * 22 + "".join(f"{label:>24}" for label, _ in variants))
         tuned: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for repeat in range(args.repeats):
             for label, extra in variants:
                 r = scenario("watch", runs, args, seed=repeat + 1, extra=extra)
                 tuned[label].append(r)
                 print(f"  tuning {repeat + 1} {label}: {r['seconds']:.0f} s", file=sys.stderr)
-        for label, _ in variants:
-            rs = tuned[label]
-            print(f"  {label}")
-            for name, get, fmt in METRICS[1:]:
-                if name in TUNING_METRICS:
-                    print(f"    {name:<22}{spread([get(r) for r in rs], fmt):>24}")
+        shown = [m for m in METRICS if m[0] in TUNING_METRICS]
+        for name, get, fmt in shown:
+            cells = [spread([get(r) for r in tuned[label]], fmt) for label, _ in variants]
+            print(f"{name:<22}" + "".join(f"{c:>24}" for c in cells))
     print(f"\ntotal {time.monotonic() - began:.0f} s, load average now {os.getloadavg()[0]:.2f}")
 
 
