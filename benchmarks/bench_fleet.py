@@ -31,7 +31,8 @@ Each scenario gets a fresh emulator process and a fresh client process
 (``--worker``), so peak RSS and CPU are the client's alone. Scenarios of one
 repeat are interleaved so that a change of machine load hits every strategy.
 
-Run: ``python benchmarks/bench_fleet.py`` (about 25 minutes on 2 cores),
+Run: ``python benchmarks/bench_fleet.py`` (about 30 minutes on 2 cores, 38 with
+``--tuning``),
 ``--quick`` (N=200, runs ~5 s, one repeat: about 1 minute), or pick with
 ``--sizes 200,1000 --repeats 3 --scale 0.5 --strategies naive,watch --tuning``.
 Nothing leaves 127.0.0.1.
