@@ -14,11 +14,17 @@ Two savings for watches, which structure the same run again and again:
 - :class:`RunSteps` structures successive snapshots of one run, reusing the
   :class:`RunStep` of each step whose JSON did not change; a changed or new
   step is structured (and validated) in full.
+
+The same converter backs the models' public ``to_dict()`` / ``from_dict()``
+(:func:`to_dict`, :func:`from_dict`): what it writes is the API's shape, and
+what it reads back is checked as strictly as an answer, a bad shape becoming
+an :class:`~automation_sdk.errors.InvalidArgumentError` since the caller gave it.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import operator
 import re
 import uuid
@@ -33,17 +39,23 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
 
-from ._models import Automation, Run, RunStep, Step, _OpenEnum
-from .errors import ResponseValidationError
+from ._events import RunTransition, StepTransition, WatchEvent
+from ._models import Automation, JSONValue, Run, RunStep, Step, StepType, _OpenEnum
+from .errors import InvalidArgumentError, ResponseValidationError
 
 __all__ = [
     "STEP_TABLE_SIZE",
     "RunSteps",
     "StructureFailed",
+    "event_from_dict",
+    "event_from_json",
     "fingerprint",
+    "from_dict",
+    "from_json",
     "parse",
     "structure",
     "summary_states",
+    "to_dict",
     "unstructure",
 ]
 
@@ -135,6 +147,35 @@ def _tuple_factory(t: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
 
 def _unstructure_datetime(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+def _json_ready(value: object) -> Any:
+    # A user's inputs may hold tuples, MappingProxyType or any Mapping: JSON has
+    # only objects and arrays, so they all become dicts and lists.
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+# The "type" of each event in its JSON form, as OpenAI's and Anthropic's stream events have it.
+_EVENT_TYPES: dict[type, str] = {
+    StepTransition: "step_transition",
+    RunTransition: "run_transition",
+}
+_EVENT_CLASSES = {name: cls for cls, name in _EVENT_TYPES.items()}
+
+
+def _step_or_edge_ref(value: object, _: type) -> str | uuid.UUID:
+    # An EdgeSpec names a step by name or id; in JSON both are strings, and one
+    # that reads as a UUID comes back as one, as create() would resolve it.
+    _expect(value, str, "a step name or id")
+    assert isinstance(value, str)
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return value
 
 
 STEP_TABLE_SIZE: Final = 2048
@@ -233,11 +274,24 @@ def _make() -> cattrs.Converter:
     conv.register_structure_hook_factory(_is_homogenous_tuple, _tuple_factory)
     conv.register_unstructure_hook(uuid.UUID, str)
     conv.register_unstructure_hook(datetime, _unstructure_datetime)
-    conv.register_unstructure_hook_func(
-        lambda t: isinstance(t, type) and issubclass(t, _OpenEnum), lambda e: e.value
+    # By class, so that it beats the json preconf's identity hook for str (an MRO match):
+    # to_dict() gives plain strings, not enum members.
+    conv.register_unstructure_hook(_OpenEnum, lambda e: e.value)
+    conv.register_unstructure_hook_func(_is_mapping, _json_ready)
+    # Unions go by predicate: the json preconf's union passthrough would win a type hook.
+    conv.register_structure_hook_func(lambda t: t == str | uuid.UUID, _step_or_edge_ref)
+    conv.register_structure_hook_func(
+        lambda t: t == StepType | str, _structure_open_enum_as(StepType)
     )
-    conv.register_unstructure_hook_func(_is_mapping, dict)
+    # Before the event hooks below, which capture the hooks of their fields when made.
     conv.register_structure_hook(Step, _step_hook(conv))
+    for event_cls, name in _EVENT_TYPES.items():
+        conv.register_unstructure_hook(
+            event_cls, _tagged(make_dict_unstructure_fn(event_cls, conv), name)
+        )
+        conv.register_structure_hook(
+            event_cls, _checked_tag(make_dict_structure_fn(event_cls, conv), name)
+        )
     # The API calls an automation's runs "sessions".
     conv.register_structure_hook(
         Automation, make_dict_structure_fn(Automation, conv, runs=override(rename="sessions"))
@@ -246,6 +300,32 @@ def _make() -> cattrs.Converter:
         Automation, make_dict_unstructure_fn(Automation, conv, runs=override(rename="sessions"))
     )
     return conv
+
+
+def _structure_open_enum_as(cls: type[_OpenEnum]) -> Callable[[object, type], _OpenEnum]:
+    def structure_enum(value: object, _: type) -> _OpenEnum:
+        return _structure_open_enum(value, cls)
+
+    return structure_enum
+
+
+def _tagged(
+    unstructure_fn: Callable[[Any], dict[str, Any]], name: str
+) -> Callable[[Any], dict[str, Any]]:
+    def unstructure_event(event: Any) -> dict[str, Any]:
+        return {"type": name, **unstructure_fn(event)}
+
+    return unstructure_event
+
+
+def _checked_tag(structure_fn: Callable[[Any, Any], Any], name: str) -> Callable[[Any, Any], Any]:
+    def structure_event(data: Any, cls: Any) -> Any:
+        tag = data.get("type", name) if isinstance(data, dict) else name
+        if tag != name:
+            raise ValueError(f"expected an event of type {name!r}, got type {_short(tag)}")
+        return structure_fn(data, cls)
+
+    return structure_event
 
 
 _CONVERTER = _make()
@@ -263,7 +343,10 @@ def _problem(line: str) -> str:
 
 
 def _format(exc: BaseException, type_: type | None) -> str:
-    # Our hooks' own messages say what was expected and what came; keep them.
+    # Our hooks' own messages say what was expected and what came, and so do the
+    # specs' validators (an InvalidArgumentError from StepSpec(...)): keep them.
+    if isinstance(exc, InvalidArgumentError):
+        return str(exc)
     if isinstance(exc, TypeError | ValueError) and str(exc).startswith("expected "):
         return str(exc)
     return format_exception(exc, type_)
@@ -464,6 +547,103 @@ def fingerprint(data: object) -> int | None:
 def unstructure(obj: object) -> Any:
     """Turn a model back into the JSON shape the API uses."""
     return _CONVERTER.unstructure(obj)
+
+
+# -- the public to_dict/from_dict of models and events ----------------------------------------
+
+
+def to_dict(obj: object) -> dict[str, JSONValue]:
+    """A model or event as JSON-ready data (what ``Model.to_dict()`` returns)."""
+    data: dict[str, JSONValue] = _CONVERTER.unstructure(obj)
+    return data
+
+
+def _invalid(what: str, problems: tuple[str, ...] | list[str]) -> InvalidArgumentError:
+    # The problems are worded for an API answer; here the caller handed the object over.
+    problems = [p.replace("(the whole answer)", "(the whole object)") for p in problems]
+    shown = "; ".join(problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return InvalidArgumentError(
+        f"{what}: the data does not have the expected shape: {shown}{more}. "
+        "Pass what to_dict() or to_json() returned, or the API's own JSON"
+    )
+
+
+def _copied(value: object) -> object:
+    # Models hold the JSON objects they are built from (an answer's are the SDK's
+    # own): a caller's dicts are copied, so that changing them later changes no model.
+    if isinstance(value, Mapping):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
+
+
+def _from_owned(data: object, cls: type[T], what: str) -> T:
+    try:
+        return structure(data, cls)
+    except StructureFailed as exc:
+        raise _invalid(what, exc.problems) from exc
+
+
+def from_dict(data: object, cls: type[T]) -> T:
+    """Build a ``cls`` from ``to_dict()``'s shape, or raise :class:`InvalidArgumentError`."""
+    what = f"{cls.__name__}.from_dict()"
+    try:
+        owned = _copied(data)
+    except RecursionError:
+        raise InvalidArgumentError(f"{what}: the data is nested too deeply") from None
+    return _from_owned(owned, cls, what)
+
+
+def _loads(text: object, what: str) -> object:
+    if not isinstance(text, str | bytes | bytearray):
+        raise InvalidArgumentError(
+            f"{what} takes a JSON string or bytes, got {type(text).__name__}"
+        )
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"{what}: the text is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError(f"{what}: the JSON is nested too deeply") from None
+
+
+def from_json(text: object, cls: type[T]) -> T:
+    """Build a ``cls`` from ``to_json()``'s output, or raise :class:`InvalidArgumentError`."""
+    what = f"{cls.__name__}.from_json()"
+    return _from_owned(_loads(text, what), cls, what)
+
+
+def event_from_dict(data: Mapping[str, object]) -> WatchEvent:
+    """Build the event whose ``"type"`` the data names: a step or a run transition.
+
+    Raises:
+        InvalidArgumentError: no known ``"type"``, or a field of the wrong shape.
+    """
+    kind = data.get("type") if isinstance(data, Mapping) else None
+    event_cls = _EVENT_CLASSES.get(kind) if isinstance(kind, str) else None
+    if event_cls is None:
+        known = " or ".join(repr(name) for name in _EVENT_CLASSES)
+        raise InvalidArgumentError(
+            f'event_from_dict(): the data\'s "type" must be {known}, got '
+            f"{_short(kind) if isinstance(data, Mapping) else 'no object: ' + _short(data)}. "
+            "Pass what an event's to_dict() returned"
+        )
+    event: WatchEvent = from_dict(data, event_cls)
+    return event
+
+
+def event_from_json(text: str | bytes) -> WatchEvent:
+    """Build an event from its ``to_json()`` output (see :func:`event_from_dict`).
+
+    Raises:
+        InvalidArgumentError: the text is not JSON, or not an event.
+    """
+    data = _loads(text, "event_from_json()")
+    if not isinstance(data, dict):
+        raise InvalidArgumentError(f"event_from_json(): expected a JSON object, got {_short(data)}")
+    return event_from_dict(data)
 
 
 def summary_states(data: object) -> dict[str, tuple[str, str]] | None:

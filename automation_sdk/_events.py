@@ -4,6 +4,10 @@ A :class:`~automation_sdk.RunWatch` compares each snapshot of a run with what
 it already delivered and yields, in order, a :class:`StepTransition` for each
 step whose status changed (in the order of ``run.steps``), then a
 :class:`RunTransition` if the run's own status changed.
+
+As JSON (``event.to_dict()``), an event is an object whose ``"type"`` is
+``"step_transition"`` or ``"run_transition"``, followed by its fields;
+:func:`event_from_dict` reads either back.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from typing import TypeAlias
 
 from attrs import frozen
 
+from ._json_model import _JSONModel
 from ._models import Run, RunStatus, RunStep, StepStatus, StepType
 
 __all__ = ["RunTransition", "StepTransition", "WatchEvent"]
 
 
 @frozen(kw_only=True)
-class StepTransition:
+class StepTransition(_JSONModel):
     """A step of the run changed status (or was seen for the first time).
 
     Match it by keyword::
@@ -47,7 +52,7 @@ class StepTransition:
 
 
 @frozen(kw_only=True)
-class RunTransition:
+class RunTransition(_JSONModel):
     """The run changed status; the first snapshot always gives one, from ``previous=None``.
 
     A watch ends right after the :class:`RunTransition` into FINISHED or FAILED.

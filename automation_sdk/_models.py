@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 from attrs import Attribute, field, frozen
 
+from ._json_model import _JSONModel
 from ._jsonable import to_json
 from .errors import InvalidArgumentError
 
@@ -130,7 +131,7 @@ _TERMINAL_STEP = frozenset({StepStatus.FINISHED, StepStatus.FAILED})
 
 
 @frozen(kw_only=True)
-class Step:
+class Step(_JSONModel):
     """A step of an automation's graph (its definition, shared by every run)."""
 
     id: uuid.UUID
@@ -148,7 +149,7 @@ class Step:
 
 
 @frozen(kw_only=True)
-class StepEdge:
+class StepEdge(_JSONModel):
     """An edge of an automation's graph: from one step to the next."""
 
     id: uuid.UUID | None = None
@@ -162,7 +163,7 @@ class StepEdge:
 
 
 @frozen(kw_only=True)
-class AutomationVersion:
+class AutomationVersion(_JSONModel):
     """A version of an automation: its steps and the edges between them."""
 
     id: uuid.UUID
@@ -180,7 +181,7 @@ class AutomationVersion:
 
 
 @frozen(kw_only=True)
-class RunSummary:
+class RunSummary(_JSONModel):
     """A run as listed inside an :class:`Automation`: no steps, cheap to read."""
 
     id: uuid.UUID
@@ -200,7 +201,7 @@ class RunSummary:
 
 
 @frozen(kw_only=True)
-class Automation:
+class Automation(_JSONModel):
     """An automation: a named graph of steps that runs execute."""
 
     id: uuid.UUID
@@ -222,7 +223,7 @@ class Automation:
 
 
 @frozen(kw_only=True)
-class RunStep:
+class RunStep(_JSONModel):
     """One step as reached by a run: its status, rendered prompt, result or error."""
 
     id: uuid.UUID
@@ -246,7 +247,7 @@ class RunStep:
 
 
 @frozen(kw_only=True)
-class Run:
+class Run(_JSONModel):
     """A run (the API's *automation session*): one execution of an automation."""
 
     id: uuid.UUID
@@ -270,8 +271,32 @@ class Run:
     current_step: RunStep | None = None
     """The step in progress; when waiting for input, its prompt is the question."""
 
-    def step(self, name: str) -> RunStep | None:
-        """Return the run's step whose definition is named ``name``, or None."""
+    def step(self, name: str) -> RunStep:
+        """Return the run's step whose definition is named ``name``.
+
+        The run knows only the steps it has reached: a step further down the
+        graph is not there yet. Use :meth:`find_step` to get None instead.
+
+        Raises:
+            StepNotFoundError: no step of that name in ``steps`` (a ``KeyError``
+                too); the message lists the steps the run has reached.
+        """
+        found = self.find_step(name)
+        if found is None:
+            from .errors import StepNotFoundError
+
+            known = ", ".join(repr(s.step.name) for s in self.steps) or "none yet"
+            raise StepNotFoundError(
+                f"run {self.id} ({self.status.value}) has no step named {name!r} "
+                f"(steps reached: {known}); a step appears once the run reaches it: "
+                "check the name, or use run.find_step(name) to get None",
+                name=name,
+                known=tuple(s.step.name for s in self.steps),
+            )
+        return found
+
+    def find_step(self, name: str) -> RunStep | None:
+        """Return the run's step whose definition is named ``name``, or None if not reached."""
         for run_step in self.steps:
             if run_step.step.name == name:
                 return run_step
@@ -337,7 +362,7 @@ def _short(value: str) -> str:
 
 
 @frozen
-class StepSpec:
+class StepSpec(_JSONModel):
     """A step to create with :meth:`~automation_sdk.Automations.create`.
 
     Args:
@@ -376,7 +401,7 @@ def _edge_label(_: object, __: Attribute[str], value: object) -> None:
 
 
 @frozen
-class EdgeSpec:
+class EdgeSpec(_JSONModel):
     """An edge to create: ``source`` and ``target`` name a :class:`StepSpec` by name or id.
 
     Raises:

@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from ._convert import unstructure
 from ._events import RunTransition, StepTransition
 from ._models import JSONValue, Run, RunStep
 
-__all__ = ["Progress", "event_json", "make_progress", "run_lines"]
+__all__ = ["Progress", "make_progress", "run_lines"]
 
 _STYLE = {
     "NEW": "dim",
@@ -25,14 +24,6 @@ _STYLE = {
 }
 _RESULT_WIDTH = 60
 _LINE_RESULT_WIDTH = 100
-
-
-def event_json(event: StepTransition | RunTransition) -> dict[str, Any]:
-    """One watch event as a JSON object: ``{"event": "step" | "run", ...the event's fields}``."""
-    kind = "step" if isinstance(event, StepTransition) else "run"
-    data: dict[str, Any] = {"event": kind}
-    data.update(unstructure(event))
-    return data
 
 
 def prompt_text(prompt: Mapping[str, JSONValue]) -> str:

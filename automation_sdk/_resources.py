@@ -8,6 +8,7 @@ lives in :mod:`automation_sdk._poller`, structuring in :mod:`automation_sdk._con
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -93,7 +94,8 @@ class Automations(_Resource):
         name: str,
         description: str = "",
         steps: Sequence[StepSpec],
-        transitions: Sequence[EdgeSpec] = (),
+        edges: Sequence[EdgeSpec] = (),
+        transitions: Sequence[EdgeSpec] | None = None,
     ) -> Automation:
         """Create an automation from steps and the edges between them.
 
@@ -101,17 +103,20 @@ class Automations(_Resource):
             name: The automation's name.
             description: A free description.
             steps: The steps; each gets its ``id`` sent so that edges can name it.
-            transitions: The edges; ``source`` and ``target`` name a step of
+            edges: The edges; ``source`` and ``target`` name a step of
                 ``steps`` by name or by id.
+            transitions: The former name of ``edges``, kept for one release:
+                it warns with ``DeprecationWarning``.
 
         Returns:
             The created automation (its ``runs`` is empty).
 
         Raises:
             InvalidArgumentError: a name that is not a string, ``steps`` or
-                ``transitions`` that is not a list of :class:`StepSpec` or
-                :class:`EdgeSpec`, a duplicate step name or id, or an edge
-                naming no step of ``steps``; nothing was sent.
+                ``edges`` that is not a list of :class:`StepSpec` or
+                :class:`EdgeSpec`, a duplicate step name or id, an edge naming
+                no step of ``steps``, or both ``edges`` and ``transitions``;
+                nothing was sent.
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgumentError(
@@ -123,7 +128,21 @@ class Automations(_Resource):
                 f"got {type(description).__name__}"
             )
         _check_specs(steps, StepSpec, "steps", 'StepSpec("start", "START")')
-        _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
+        if transitions is not None:
+            if edges:
+                raise InvalidArgumentError(
+                    "automations.create() got both edges= and transitions=; "
+                    "pass edges= only (transitions= is its deprecated name)"
+                )
+            warnings.warn(
+                "automations.create(transitions=...) is deprecated and will be removed in the "
+                "next release; pass edges=... (the same list of EdgeSpec)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            _check_specs(transitions, EdgeSpec, "transitions", 'EdgeSpec("start", "summarise")')
+            edges = transitions
+        _check_specs(edges, EdgeSpec, "edges", 'EdgeSpec("start", "summarise")')
         if not steps:
             raise InvalidArgumentError("an automation needs at least one step (a START step)")
         by_name: dict[str, uuid.UUID] = {}
@@ -174,7 +193,7 @@ class Automations(_Resource):
                         "target_step_id": str(resolve(edge.target, "target", edge)),
                         "label": edge.label,
                     }
-                    for edge in transitions
+                    for edge in edges
                 ],
             },
         }

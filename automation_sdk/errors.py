@@ -4,9 +4,11 @@
 
     AutomationError
     ├── ConfigurationError          (also ValueError)   no token, a bad base URL, timeout or retry
-    ├── InvalidArgumentError        (also ValueError)   bad id, spec or input, bad checkpoint
+    ├── InvalidArgumentError        (also ValueError)   bad id, spec or input, bad checkpoint,
+    │                                                    a bad dict for Model.from_dict()
     ├── ClientClosedError           (also RuntimeError) a call on a closed client or session
     ├── EventLoopMismatchError      (also RuntimeError) a client used from a second event loop
+    ├── StepNotFoundError           (also KeyError)     run.step(name) of a step not reached
     ├── APIStatusError                                   the server answered 4xx/5xx
     │   ├── BadRequestError                400
     │   ├── AuthenticationError            401
@@ -40,6 +42,8 @@ from typing import TYPE_CHECKING
 
 from attrs import frozen
 
+from ._json_model import _JSONModel
+
 if TYPE_CHECKING:
     from ._models import Run
 
@@ -62,6 +66,7 @@ __all__ = [
     "ResponseValidationError",
     "RunFailedError",
     "ServerError",
+    "StepNotFoundError",
     "TransportError",
     "UnprocessableEntityError",
     "ValidationDetail",
@@ -141,6 +146,22 @@ class InsecureURLWarning(UserWarning):
     """
 
 
+class StepNotFoundError(AutomationError, KeyError):
+    """:meth:`Run.step() <automation_sdk.Run.step>` named a step the run has not reached.
+
+    Also a ``KeyError``, like a missing key of a mapping.
+
+    Attributes:
+        name: The name asked for.
+        known: The names of the steps the run has reached, in its order.
+    """
+
+    def __init__(self, message: str, *, name: str, known: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.known = known
+
+
 class _RequestError(AutomationError):
     """An error about one request: knows its method and URL."""
 
@@ -151,7 +172,7 @@ class _RequestError(AutomationError):
 
 
 @frozen(kw_only=True)
-class ValidationDetail:
+class ValidationDetail(_JSONModel):
     """One entry of a 422 answer's ``detail`` list (FastAPI's shape)."""
 
     loc: tuple[str | int, ...]

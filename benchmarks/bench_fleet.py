@@ -167,7 +167,7 @@ def automation_spec(steps: int, *, ask_last: bool = False) -> dict[str, Any]:
             StepSpec(name=n, step_type=k, prompt_template={"type": "text", "text": text})
             for n, k in zip(names, kinds, strict=True)
         ],
-        "transitions": [EdgeSpec(source=a, target=b) for a, b in itertools.pairwise(names)],
+        "edges": [EdgeSpec(source=a, target=b) for a, b in itertools.pairwise(names)],
     }
 
 

@@ -139,7 +139,7 @@ async def ramp(args: argparse.Namespace, example: ModuleType) -> None:
             name="bench",
             steps=[StepSpec("start", "START")]
             + [StepSpec(f"s{i}", "LLM", {"type": "text", "text": f"part {i}"}) for i in range(3)],
-            transitions=[EdgeSpec("start", "s0"), EdgeSpec("s0", "s1"), EdgeSpec("s1", "s2")],
+            edges=[EdgeSpec("start", "s0"), EdgeSpec("s0", "s1"), EdgeSpec("s1", "s2")],
         )
     automation_id = str(automation.id)
     began = time.monotonic()

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from automation_sdk import __version__
+from automation_sdk import Run, RunStatus, RunTransition, __version__, event_from_json
 from automation_sdk._cli import main
 from automation_sdk.emulator import Emulator
 
@@ -84,7 +85,7 @@ def spec_file(tmp_path: Path, *, input_step: bool = False, fail: bool = False) -
         )
         edges.append({"source": "summarise", "target": "approve"})
     path = tmp_path / "spec.json"
-    path.write_text(json.dumps({"name": "triage", "steps": steps, "transitions": edges}))
+    path.write_text(json.dumps({"name": "triage", "steps": steps, "edges": edges}))
     return str(path)
 
 
@@ -140,6 +141,7 @@ def test_runs_start_list_get(
     assert [r["id"] for r in json.loads(out)] == [run_id]
     code, out, _ = cli(capsys, "runs", "get", automation_id, run_id, "--json")
     assert json.loads(out)["inputs"] == {"ticket": "T-9"}
+    assert Run.from_json(out).id == uuid.UUID(run_id)
     code, out, _ = cli(capsys, "runs", "list", automation_id)
     assert code == 0 and run_id in out
 
@@ -153,12 +155,15 @@ def test_runs_watch_prints_ndjson_until_finished(
     code, out, err = cli(capsys, "runs", "watch", automation_id, run_id, "--interval", "0.002")
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
-    assert events[0]["event"] in ("run", "step")
-    assert events[-1]["event"] == "run"
+    assert events[0]["type"] in ("run_transition", "step_transition")
+    assert events[-1]["type"] == "run_transition"
     assert events[-1]["status"] == "FINISHED"
-    steps = [e for e in events if e["event"] == "step" and e["status"] == "FINISHED"]
+    steps = [e for e in events if e["type"] == "step_transition" and e["status"] == "FINISHED"]
     assert [e["step_name"] for e in steps] == ["start", "summarise"]
     assert steps[-1]["step"]["result"].endswith("Summarise T-9")
+    parsed = [event_from_json(line) for line in out.splitlines()]
+    assert [e.to_dict() for e in parsed] == events
+    assert isinstance(parsed[-1], RunTransition) and parsed[-1].run.status is RunStatus.FINISHED
 
 
 def test_runs_wait_exit_codes(
@@ -332,10 +337,48 @@ def test_invalid_spec_file_exits_2(
     path = tmp_path / "bad.json"
     path.write_text('{"name": "x"}')
     code, _, err = cli(capsys, "automations", "create", "--file", str(path))
-    assert code == 2 and "'steps' is missing" in err
+    assert code == 2 and "steps: the field is missing" in err
+    path.write_text(
+        '{"name": "x", "steps": [{"name": "start", "step_type": "START"}, {"name": 3}]}'
+    )
+    code, _, err = cli(capsys, "automations", "create", "--file", str(path))
+    assert code == 2 and "steps[1].name: expected a string, got int 3" in err
+    assert "steps[1].step_type: the field is missing" in err
     path.write_text("{not json")
     code, _, err = cli(capsys, "automations", "create", "--file", str(path))
     assert code == 2 and "not JSON" in err
+
+
+def _spec_with(tmp_path: Path, **keys: object) -> str:
+    spec = {
+        "name": "x",
+        "steps": [{"name": "start", "step_type": "START"}, {"name": "b", "step_type": "LLM"}],
+        **keys,
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def test_spec_file_edges_and_deprecated_transitions(
+    emulator: Emulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A spec's "edges" creates the edges; "transitions" still does, with a warning on stderr."""
+    edge = [{"source": "start", "target": "b", "label": "go"}]
+    code, out, err = cli(
+        capsys, "automations", "create", "--file", _spec_with(tmp_path, edges=edge)
+    )
+    assert code == 0 and err == ""
+    assert "start -> b  [go]" in out
+    code, out, err = cli(
+        capsys, "automations", "create", "--file", _spec_with(tmp_path, transitions=edge)
+    )
+    assert code == 0 and "start -> b  [go]" in out
+    assert err.startswith("automation-sdk: warning: the spec file")
+    assert '"transitions" is deprecated; rename it "edges"' in err
+    both = _spec_with(tmp_path, edges=edge, transitions=edge)
+    code, _, err = cli(capsys, "automations", "create", "--file", both)
+    assert code == 2 and 'both "edges" and "transitions"' in err
 
 
 def test_missing_token_exits_2(
@@ -363,7 +406,7 @@ def test_demo_json_is_ndjson(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "demo", "--step-duration", "0.004", "--json")
     assert code == 0
     events = [json.loads(line) for line in out.splitlines()]
-    assert events[-1]["event"] == "run" and events[-1]["status"] == "FINISHED"
+    assert events[-1]["type"] == "run_transition" and events[-1]["status"] == "FINISHED"
 
 
 class _Terminal(io.StringIO):
@@ -389,11 +432,12 @@ def test_watch_on_a_terminal_shows_live_progress(
 
 
 def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
-    """The installed `automation-sdk emulator` serves until interrupted, then exits 0."""
+    """The installed `automation-sdk emulator` serves until interrupted, then exits 0; its
+    banner shows the token masked."""
     exe = Path(sys.executable).with_name("automation-sdk")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "automation_sdk"]
     proc = subprocess.Popen(
-        [*cmd, "emulator", "--port", "0", "--token", "T1"],
+        [*cmd, "emulator", "--port", "0", "--token", "T1-emulator-secret"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -402,7 +446,8 @@ def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in banner and "(token: T1)" in banner
+        assert "listening on http://127.0.0.1:" in banner and "(token: T1***)" in banner
+        assert "emulator-secret" not in banner
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
@@ -427,8 +472,8 @@ def test_watch_checkpoint_file_resumes_without_repeating(
     code, out, _ = cli(capsys, *argv, "--checkpoint", str(checkpoint))
     assert code == 0
     second = [json.loads(line) for line in out.splitlines()]
-    seen = {(e["event"], e.get("step_name"), e["status"]) for e in first}
-    assert not seen & {(e["event"], e.get("step_name"), e["status"]) for e in second}
+    seen = {(e["type"], e.get("step_name"), e["status"]) for e in first}
+    assert not seen & {(e["type"], e.get("step_name"), e["status"]) for e in second}
     assert second[0]["previous"] == "WAITING_FOR_USER_INPUT"
     assert second[-1]["status"] == "FINISHED"
     code, out, _ = cli(capsys, *argv, "--checkpoint", str(checkpoint))

@@ -320,7 +320,7 @@ async def test_a_job_publishes_each_transition_once_and_an_ended_run_nothing(
                 StepSpec("start", "START"),
                 StepSpec("go", "LLM", {"type": "text", "text": "x"}),
             ],
-            transitions=[EdgeSpec("start", "go")],
+            edges=[EdgeSpec("start", "go")],
         )
         run = await client.runs.create(automation.id)
         ctx: dict[str, Any] = {"redis": arq_redis, "client": client, "job_id": "j", "job_try": 1}
@@ -374,7 +374,7 @@ async def test_the_reader_shows_a_runs_progress_to_its_end(
                 StepSpec("start", "START"),
                 StepSpec("go", "LLM", {"type": "text", "text": "x"}),
             ],
-            transitions=[EdgeSpec("start", "go")],
+            edges=[EdgeSpec("start", "go")],
         )
         run = await client.runs.create(automation.id)
         ctx: dict[str, Any] = {"redis": arq_redis, "client": client, "job_id": "j", "job_try": 1}
@@ -414,7 +414,7 @@ async def test_a_segment_ends_with_a_retry_and_the_next_resumes(
                 StepSpec("start", "START"),
                 StepSpec("ask", "INPUT", {"type": "text", "text": "ok?"}),
             ],
-            transitions=[EdgeSpec("start", "ask")],
+            edges=[EdgeSpec("start", "ask")],
         )
         run = await client.runs.create(automation.id)
         ctx: dict[str, Any] = {"redis": arq_redis, "client": client, "job_id": "j", "job_try": 2}
@@ -570,7 +570,7 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                 StepSpec("approve", "INPUT", {"type": "text", "text": "Send it?"}),
                 StepSpec("send", "LLM", {"type": "text", "text": "Send: ${approve.result}"}),
             ],
-            transitions=[
+            edges=[
                 EdgeSpec("start", "draft"),
                 EdgeSpec("draft", "approve"),
                 EdgeSpec("approve", "send"),

@@ -17,6 +17,7 @@ from automation_sdk import (
     InvalidArgumentError,
     Run,
     RunStatus,
+    StepNotFoundError,
     StepSpec,
     StepType,
     __version__,
@@ -47,7 +48,7 @@ async def test_create_automation_sends_steps_and_edges_by_id(
         name="triage",
         description="triage tickets",
         steps=[start, summarise],
-        transitions=[EdgeSpec(source="start", target=summarise.id, label="next")],
+        edges=[EdgeSpec(source="start", target=summarise.id, label="next")],
     )
     assert isinstance(automation, Automation)
     assert automation.runs == ()
@@ -170,7 +171,24 @@ async def test_get_run_returns_typed_run(client: AutomationClient, mock: aioresp
     assert isinstance(run.steps, tuple)
     assert run.steps[0].step.step_type is StepType.START
     assert run.step("start") is run.steps[0]
-    assert run.step("nope") is None
+    assert run.find_step("start") is run.steps[0]
+    assert run.find_step("nope") is None
+
+
+async def test_step_of_a_name_not_reached_raises_naming_the_known_steps(
+    client: AutomationClient, mock: aioresponses
+) -> None:
+    """run.step(name) of a step not in the run raises a KeyError that lists the steps reached."""
+    mock.get(RUN_URL, payload=run_json("RUNNING"))
+    run = await client.runs.get(AUTOMATION_ID, RUN_ID)
+    with pytest.raises(KeyError) as caught:
+        run.step("reply")
+    assert isinstance(caught.value, StepNotFoundError)
+    assert caught.value.name == "reply"
+    assert caught.value.known == ("start",)
+    assert str(caught.value).startswith(f"run {RUN_ID} (RUNNING) has no step named 'reply'")
+    assert "steps reached: 'start'" in str(caught.value)
+    assert "run.find_step(name)" in str(caught.value)
 
 
 async def test_cancel_patches_the_cancel_path(client: AutomationClient, mock: aioresponses) -> None:
@@ -202,6 +220,34 @@ async def test_malformed_ids_are_refused_before_any_request(
     assert mock.requests == {}
 
 
+async def test_transitions_keyword_still_works_with_a_deprecation_warning(
+    client: AutomationClient, mock: aioresponses
+) -> None:
+    """transitions= (the old name of edges=) sends the same body and warns DeprecationWarning."""
+    steps = [StepSpec("start", "START"), StepSpec("summarise", "LLM")]
+    edge = EdgeSpec("start", "summarise", label="next")
+    url = f"{BASE_URL}/automations/"
+    mock.post(url, payload=automation_json(), repeat=True)
+    await client.automations.create(name="x", steps=steps, edges=[edge])
+    with pytest.warns(DeprecationWarning, match=r"transitions=\.\.\.\) is deprecated.*edges="):
+        await client.automations.create(name="x", steps=steps, transitions=[edge])
+    new, old = sent(mock, "POST", url)
+    assert old["json"] == new["json"]
+    assert new["json"]["current_version"]["step_transitions"][0]["label"] == "next"
+
+
+async def test_edges_and_transitions_together_are_refused(
+    client: AutomationClient, mock: aioresponses
+) -> None:
+    """Passing both the new and the deprecated keyword is an error, before any request."""
+    steps = [StepSpec("start", "START"), StepSpec("b", "LLM")]
+    with pytest.raises(InvalidArgumentError, match="both edges= and transitions="):
+        await client.automations.create(
+            name="x", steps=steps, edges=[EdgeSpec("start", "b")], transitions=[]
+        )
+    assert mock.requests == {}
+
+
 async def test_edge_to_unknown_step_is_refused_before_any_request(
     client: AutomationClient, mock: aioresponses
 ) -> None:
@@ -210,7 +256,7 @@ async def test_edge_to_unknown_step_is_refused_before_any_request(
         await client.automations.create(
             name="x",
             steps=[StepSpec("start", "START"), StepSpec("summarise", "LLM")],
-            transitions=[EdgeSpec("start", "summary")],
+            edges=[EdgeSpec("start", "summary")],
         )
     assert mock.requests == {}
 

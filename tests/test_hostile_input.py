@@ -458,8 +458,8 @@ BAD_CREATE_ARGS: list[tuple[str, dict[str, Any], str]] = [
     ("steps one spec", {"steps": StepSpec("start", "START")}, "steps must be a list"),
     ("steps None", {"steps": None}, "steps must be a list"),
     ("steps of dicts", {"steps": [{"name": "start"}]}, r"steps\[0\] must be a StepSpec"),
-    ("transitions str", {"transitions": "ab"}, "transitions must be a list of EdgeSpec"),
-    ("transitions tuples", {"transitions": [("a", "b")]}, r"transitions\[0\] must be an? Edge"),
+    ("edges str", {"edges": "ab"}, "edges must be a list of EdgeSpec"),
+    ("edges tuples", {"edges": [("a", "b")]}, r"edges\[0\] must be an? Edge"),
     ("name int", {"name": 5}, "name must be a non-empty string"),
     ("name None", {"name": None}, "name must be a non-empty string"),
     ("description int", {"description": 5}, "description must be a string"),
@@ -497,7 +497,7 @@ async def test_good_specs_are_still_sent(client: AutomationClient, mock: aioresp
     start = StepSpec("start", StepType.START)
     tool = StepSpec("tool", "SEARCH", {"type": "tool", "args": ("a", 1)})
     await client.automations.create(
-        name="x", steps=(start, tool), transitions=[EdgeSpec(start.id, "tool")]
+        name="x", steps=(start, tool), edges=[EdgeSpec(start.id, "tool")]
     )
     (call,) = mock.requests[("POST", URL(f"{BASE_URL}/automations/"))]
     sent = call.kwargs["json"]["current_version"]["steps"][1]

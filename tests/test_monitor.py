@@ -71,7 +71,7 @@ async def chain(client: AutomationClient, steps: int = 3, *, ask: bool = False) 
         kind = "INPUT" if ask and i == steps else "LLM"
         specs.append(StepSpec(f"s{i}", kind, {"type": "text", "text": f"part {i}"}))
     edges = [EdgeSpec(a.name, b.name) for a, b in itertools.pairwise(specs)]
-    return await client.automations.create(name="chain", steps=specs, transitions=edges)
+    return await client.automations.create(name="chain", steps=specs, edges=edges)
 
 
 async def start(client: AutomationClient, automation: Automation, n: int) -> list[Run]:
@@ -550,7 +550,7 @@ def test_no_leak_under_asyncio_debug(tmp_path: object) -> None:
                 async with AutomationClient("t", base_url=emu.url) as client:
                     steps = [StepSpec("start", "START"), StepSpec("a", "LLM")]
                     automation = await client.automations.create(
-                        name="x", steps=steps, transitions=[EdgeSpec("start", "a")]
+                        name="x", steps=steps, edges=[EdgeSpec("start", "a")]
                     )
                     runs = [await client.runs.create(automation.id) for _ in range(20)]
 

@@ -39,7 +39,7 @@ async def test_sdk_models_parse_every_answer(client: AutomationClient, clock: Fa
             StepSpec("start", "START"),
             StepSpec("summarise", "LLM", {"type": "text", "text": "Summarise ${INPUTS.ticket}"}),
         ],
-        transitions=[EdgeSpec("start", "summarise")],
+        edges=[EdgeSpec("start", "summarise")],
     )
     assert automation.organisation_id == "org-emulator"
     assert automation.current_version is not None
@@ -64,7 +64,7 @@ async def test_sdk_answers_input_and_cancels(client: AutomationClient, clock: Fa
     automation = await client.automations.create(
         name="ask",
         steps=[StepSpec("start", "START"), StepSpec("ask", "INPUT", {"type": "text", "text": "?"})],
-        transitions=[EdgeSpec("start", "ask")],
+        edges=[EdgeSpec("start", "ask")],
     )
     run = await client.runs.create(automation.id)
     with pytest.raises(ConflictError):
@@ -92,7 +92,7 @@ async def test_sdk_retries_through_injected_faults(
     automation = await client.automations.create(
         name="x",
         steps=[StepSpec("start", "START"), StepSpec("a", "LLM")],
-        transitions=[EdgeSpec("start", "a")],
+        edges=[EdgeSpec("start", "a")],
     )
     run = await client.runs.create(automation.id)
     emu.faults = Faults(error_rate=0.2, rate_limit_rate=0.1, retry_after=0.5)
@@ -109,7 +109,7 @@ async def test_sdk_waits_for_a_run_on_the_fake_clock(client: AutomationClient) -
     automation = await client.automations.create(
         name="x",
         steps=[StepSpec("start", "START"), StepSpec("a", "LLM", {"type": "text", "text": "hi"})],
-        transitions=[EdgeSpec("start", "a")],
+        edges=[EdgeSpec("start", "a")],
     )
     run = await client.runs.create(automation.id)
     done = await client.runs.wait(automation.id, run.id, timeout=60)
