@@ -31,7 +31,8 @@ Each scenario gets a fresh emulator process and a fresh client process
 (``--worker``), so peak RSS and CPU are the client's alone. Scenarios of one
 repeat are interleaved so that a change of machine load hits every strategy.
 
-Run: ``python benchmarks/bench_fleet.py`` (about 25 minutes on 2 cores),
+Run: ``python benchmarks/bench_fleet.py`` (about 30 minutes on 2 cores, 38 with
+``--tuning``),
 ``--quick`` (N=200, runs ~5 s, one repeat: about 1 minute), or pick with
 ``--sizes 200,1000 --repeats 3 --scale 0.5 --strategies naive,watch --tuning``.
 Nothing leaves 127.0.0.1.
@@ -520,6 +521,15 @@ METRICS: list[tuple[str, Callable[[dict[str, Any]], float], str]] = [
     ("connection waits", lambda r: r["queued"], ".0f"),
     ("waiting at once, max", lambda r: r["queue_peak"], ".0f"),
 ]
+TUNING_METRICS = {
+    "latency p95 (s)",
+    "loop lag p99 (ms)",
+    "loop lag max (ms)",
+    "full GC max (ms)",
+    "client CPU (% core)",
+    "connection waits",
+    "waiting at once, max",
+}
 RATIOS = [("requests", 0), ("latency p95", 2), ("client CPU", 7)]
 
 
@@ -572,6 +582,38 @@ def print_table(runs: int, results: dict[str, list[dict[str, Any]]], strategies:
         )
 
 
+async def emulator_cost(url: str, runs: int, repeats: int) -> dict[str, float]:
+    """Median time and size of a GET of an automation listing ``runs`` runs, and of one run."""
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        AutomationClient(TOKEN, base_url=url, session=http) as client,
+    ):
+        automation = await client.automations.create(**automation_spec(3))
+        creating = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def create(index: int) -> uuid.UUID:
+            async with creating:
+                run = await client.runs.create(automation.id, inputs={"ticket": f"T-{index}"})
+                return run.id
+
+        run_ids = await asyncio.gather(*(create(i) for i in range(runs)))
+        figures: dict[str, float] = {}
+        for name, path in (
+            ("automation", f"/automations/{automation.id}/"),
+            ("run", f"/automations/{automation.id}/sessions/{run_ids[runs // 2]}/"),
+        ):
+            times, size = [], 0
+            for _ in range(repeats):
+                start = time.perf_counter()
+                async with http.get(url + path) as resp:
+                    size = len(await resp.read())
+                times.append(time.perf_counter() - start)
+            figures[f"{name}_ms"] = statistics.median(times) * 1000
+            figures[f"{name}_spread_ms"] = (max(times) - min(times)) * 1000
+            figures[f"{name}_bytes"] = size
+        return figures
+
+
 def orchestrate(args: argparse.Namespace) -> None:
     """Every scenario, then the tables."""
     strategies = [s.strip() for s in args.strategies.split(",")]
@@ -583,6 +625,20 @@ def orchestrate(args: argparse.Namespace) -> None:
         flush=True,
     )
     began = time.monotonic()
+    emulator = EmulatorProcess("uniform:4:8", seed=1)
+    try:
+        cost = asyncio.run(emulator_cost(emulator.url, max(sizes), repeats=31))
+    finally:
+        emulator.close()
+    print(
+        f"\nThe emulator, in its own process: GET of an automation listing {max(sizes)} runs "
+        f"{cost['automation_ms']:.2f} ms (spread {cost['automation_spread_ms']:.2f}), "
+        f"{cost['automation_bytes'] / 1024:.0f} KiB; GET of one run {cost['run_ms']:.2f} ms "
+        f"(spread {cost['run_spread_ms']:.2f}), {cost['run_bytes']:.0f} B; "
+        f"the list costs {cost['automation_ms'] / cost['run_ms']:.0f} GETs of a run "
+        f"(median of 31 each, client time included)",
+        flush=True,
+    )
     results: dict[int, dict[str, list[dict[str, Any]]]] = {n: defaultdict(list) for n in sizes}
     for repeat in range(args.repeats):
         for runs in sizes:
@@ -609,22 +665,24 @@ def orchestrate(args: argparse.Namespace) -> None:
             print(f"  {LABELS[strategy]:<16}{text}")
     if args.tuning:
         runs = max(sizes)
-        print(f"\nTuning, N = {runs}, (b) watch(), one run each:")
+        print(f"\nTuning, N = {runs}, (b) watch(), {args.repeats} repeats, median (min..max):")
         variants = [
-            ("default: pool of 100, default GC", []),
+            ("defaults", []),
             ("TCPConnector(limit=0)", ["--limit", "0"]),
-            ("gc.freeze() once all are followed", ["--gc", "freeze"]),
-            ("gc.set_threshold(50_000, 50, 100)", ["--gc", "threshold"]),
+            ("gc.freeze() after adds", ["--gc", "freeze"]),
+            ("threshold 50000,50,100", ["--gc", "threshold"]),
         ]
-        for label, extra in variants:
-            r = scenario("watch", runs, args, seed=1, extra=extra)
-            print(
-                f"  {label:<36} connection waits {r['queued']:>6} "
-                f"(at once up to {r['queue_peak']:>4}), "
-                f"full GC max {r['gc_max_ms']:5.0f} ms, "
-                f"loop lag p99 {r['lag_p99_ms']:5.1f} ms / max {r['lag_max_ms']:4.0f} ms, "
-                f"latency p95 {percentile(r['latencies'], 95):.2f} s, CPU {r['cpu_percent']:.1f}%"
-            )
+        print(" " * 22 + "".join(f"{label:>24}" for label, _ in variants))
+        tuned: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for repeat in range(args.repeats):
+            for label, extra in variants:
+                r = scenario("watch", runs, args, seed=repeat + 1, extra=extra)
+                tuned[label].append(r)
+                print(f"  tuning {repeat + 1} {label}: {r['seconds']:.0f} s", file=sys.stderr)
+        shown = [m for m in METRICS if m[0] in TUNING_METRICS]
+        for name, get, fmt in shown:
+            cells = [spread([get(r) for r in tuned[label]], fmt) for label, _ in variants]
+            print(f"{name:<22}" + "".join(f"{c:>24}" for c in cells))
     print(f"\ntotal {time.monotonic() - began:.0f} s, load average now {os.getloadavg()[0]:.2f}")
 
 
