@@ -6,17 +6,22 @@ import os
 from collections.abc import Mapping
 from ssl import SSLContext
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from . import _config, _paths
+from . import _config, _observe, _paths
 from ._clock import Clock, SystemClock
 from ._config import Timeout
+from ._observe import Hooks
 from ._resources import Automations, Runs
 from ._retry import RetryPolicy
 from ._transport import Transport
 from ._version import __version__
 from .errors import ClientClosedError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["AutomationClient"]
 
@@ -65,6 +70,13 @@ class AutomationClient:
             :class:`ssl.SSLContext` (e.g. ``ssl.create_default_context(cafile=...)``
             for a company CA bundle), or ``False`` not at all (a local test
             server only).
+        hooks: Functions called at the end of each try of a request, before
+            each retry, and for each transition a watch delivers (see
+            :class:`~automation_sdk.Hooks`), e.g. to feed metrics.
+        tracer_provider: The OpenTelemetry tracer provider the client's spans
+            go to; by default the global one (``trace.set_tracer_provider``).
+            Spans are made only when ``opentelemetry-api`` is installed (the
+            ``otel`` extra); the client never configures an exporter.
 
     Raises:
         ConfigurationError: no token was given or found; the token, org id or
@@ -73,7 +85,8 @@ class AutomationClient:
             http(s); the timeout is not a finite number of seconds above 0;
             ``retry``, ``session`` or ``clock`` is of the wrong type;
             ``max_response_bytes`` is not a whole number >= 1; ``trust_env``
-            is not a bool; ``ssl`` is not a bool or an ``ssl.SSLContext``.
+            is not a bool; ``ssl`` is not a bool or an ``ssl.SSLContext``;
+            ``hooks`` is not a ``Hooks``.
 
     Warns:
         InsecureURLWarning: the base URL is plain ``http://`` to a host other
@@ -94,7 +107,11 @@ class AutomationClient:
         max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
         trust_env: bool = True,
         ssl: SSLContext | bool = True,
+        hooks: Hooks | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        # The first client built while AUTOMATION_LOG is set installs the stderr log handler.
+        _observe.log_from_env()
         # Every value is checked here, so that no request can fail on configuration.
         checked_token = _config.token(
             token if token is not None else os.environ.get(_paths.ENV_TOKEN)
@@ -110,6 +127,8 @@ class AutomationClient:
         )
         if session is not None:
             _config.instance(session, aiohttp.ClientSession, "session", "an aiohttp.ClientSession")
+        if hooks is not None:
+            _config.instance(hooks, Hooks, "hooks", "a Hooks, such as Hooks(on_retry=print)")
         if clock is not None:
             # Clock is a runtime-checkable protocol: this checks monotonic() and sleep().
             _config.instance(
@@ -133,6 +152,8 @@ class AutomationClient:
             ),
             trust_env=_config.check_bool(trust_env, "trust_env"),
             ssl=_config.ssl(ssl),
+            hooks=hooks,
+            tracer_provider=tracer_provider,
         )
         self.automations = Automations(self._transport)
         """Create and read automations."""

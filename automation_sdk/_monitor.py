@@ -604,6 +604,7 @@ class RunMonitor:
         assert isinstance(target, _Watched)
         target.queued -= 1
         target.tracker.deliver(item)
+        self._transport.observer.transition(item, target.automation_id, None)
         if isinstance(item, RunTransition) and item.status.is_terminal:
             self._ended[target.run_id] = target.tracker.checkpoint()
             self._listed -= 1
@@ -917,6 +918,15 @@ class RunMonitor:
                 watched.dirty = True
             if watched.mode == _STEPS and not automation.fallback:
                 self._check_summary_age(automation, watched, entry[1])
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "monitor: automation %s: summary polled (%d), %d runs listed, %s",
+                automation.id,
+                response.status,
+                len(states),
+                "some changed" if changed else "none of those followed changed",
+                extra={"automation_id": str(automation.id), "status": response.status},
+            )
         automation.cadence.schedule(
             transport.clock.monotonic(),
             changed=changed,

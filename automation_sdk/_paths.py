@@ -61,3 +61,28 @@ def run_cancel(automation_id: UUID, run_id: UUID) -> str:
 def run_user_input(automation_id: UUID, run_id: UUID) -> str:
     """``POST`` answers a run waiting for user input."""
     return RUN_USER_INPUT.format(automation_id=automation_id, session_id=run_id)
+
+
+def template_of(path: str) -> str:
+    """The template a path was formatted from: its ids replaced by their placeholders.
+
+    ``/automations/<uuid>/sessions/<uuid>/cancel`` gives ``RUN_CANCEL``'s
+    ``/automations/{automation_id}/sessions/{session_id}/cancel``: a label of few
+    values, for metrics and traces.
+    """
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] == "automations" and parts[2]:
+        parts[2] = "{automation_id}"
+        if len(parts) > 4 and parts[3] == "sessions" and parts[4]:
+            parts[4] = "{session_id}"
+    return "/".join(parts)
+
+
+def ids_of(path: str) -> tuple[str | None, str | None]:
+    """The automation id and run id a path names, as written in it (None where absent)."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] == "automations" and parts[2]:
+        if len(parts) > 4 and parts[3] == "sessions" and parts[4]:
+            return parts[2], parts[4]
+        return parts[2], None
+    return None, None

@@ -29,7 +29,7 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
-from . import _paths
+from . import _observe, _paths
 from ._events import WatchEvent
 from ._models import Run, RunStatus, StepStatus
 from ._retry import retry_after_of
@@ -43,6 +43,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._otel import WatchSpan
     from ._transport import Response, Transport
 
 __all__ = ["RunWatch", "wait"]
@@ -95,6 +96,7 @@ class RunWatch:
         "_next_at",
         "_path",
         "_pending",
+        "_span",
         "_started",
         "_timeout",
         "_tracker",
@@ -134,6 +136,7 @@ class RunWatch:
         self._busy = False
         self._closed = False
         self._pending: list[WatchEvent] = []  # events still to deliver, last one first
+        self._span: WatchSpan | None = None  # with the otel extra, from the first poll on
         self._tracker = RunTracker(automation_id, run_id, resume_from=resume_from)
 
     # -- public surface ----------------------------------------------------------------------
@@ -170,6 +173,8 @@ class RunWatch:
         """End the watch: iterating further yields nothing. Idempotent; holds nothing to free."""
         self._closed = True
         self._pending = []
+        if self._span is not None:
+            self._span.end(None)
 
     def __aiter__(self) -> RunWatch:
         return self
@@ -201,7 +206,7 @@ class RunWatch:
                 "this RunWatch is already being iterated by another task; a watch has one consumer"
             )
         if self._pending:
-            return self._tracker.deliver(self._pending.pop())
+            return self._deliver(self._pending.pop())
         if self._closed or self._tracker.done:
             raise StopAsyncIteration
         self._busy = True
@@ -211,9 +216,13 @@ class RunWatch:
             self._closed = True
             exc.checkpoint = self.checkpoint()
             self._transport.scrub(exc)
+            if self._span is not None:
+                self._span.end(exc)
             raise
-        except BaseException:
+        except BaseException as exc:
             self._closed = True
+            if self._span is not None:
+                self._span.end(exc)
             raise
         finally:
             self._busy = False
@@ -233,13 +242,17 @@ class RunWatch:
             self._started = True
             if self._timeout is not None:
                 self._deadline = self._transport.clock.monotonic() + self._timeout
+            tracing = self._transport.observer.tracing
+            if tracing is not None and tracing.live():
+                self._span = tracing.watch(self.automation_id, self.run_id)
         while True:
-            await self._sleep_until_next_poll()
-            await self._poll()
+            with _observe.active(self._span):  # the parent of the polls' spans
+                await self._sleep_until_next_poll()
+                await self._poll()
             if self._closed:  # closed by another task while the poll was in flight
                 raise StopAsyncIteration
             if self._pending:
-                return self._tracker.deliver(self._pending.pop())
+                return self._deliver(self._pending.pop())
 
     async def _sleep_until_next_poll(self) -> None:
         next_at = self._next_at
@@ -273,6 +286,24 @@ class RunWatch:
         if response.retry_after is not None:
             wait = max(wait, self._server_hint(response.retry_after))
         self._next_at = transport.clock.monotonic() + wait
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "watch of run %s: polled (%d), %d new events; next poll in %.2fs",
+                self.run_id,
+                response.status,
+                len(self._pending) if changed else 0,
+                wait,
+                extra={
+                    "run_id": str(self.run_id),
+                    "automation_id": str(self.automation_id),
+                    "status": response.status,
+                },
+            )
+
+    def _deliver(self, event: WatchEvent) -> WatchEvent:
+        self._tracker.deliver(event)
+        self._transport.observer.transition(event, self.automation_id, self._span)
+        return event
 
     def _accept(self, response: Response) -> bool:
         """Take a snapshot in; return True when it queued events."""

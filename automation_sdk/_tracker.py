@@ -204,6 +204,10 @@ class RunTracker:
         if fp is not None and fp == self._fingerprint:
             # The same run, statuses and timestamps as the last accepted snapshot:
             # it cannot yield anything, so skip structuring it.
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "watch of run %s: snapshot unchanged", self._run_id, extra=self._extra()
+                )
             return []
         try:
             run = self._structurer.structure(data)
@@ -231,6 +235,7 @@ class RunTracker:
                 self._run_id,
                 run.updated_at.isoformat(),
                 mark.isoformat(),
+                extra=self._extra(),
             )
             return []
         # Entries reused from the last snapshot taken were judged with it; a final
@@ -241,7 +246,19 @@ class RunTracker:
         self._fingerprint = fp
         events = self._diff(run, before, now, limit, terminal)
         self._undelivered += events
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "watch of run %s: snapshot accepted (run %s, updated_at %s), %d events",
+                self._run_id,
+                run.status.value,
+                run.updated_at.isoformat(),
+                len(events),
+                extra=self._extra(),
+            )
         return events
+
+    def _extra(self) -> dict[str, object]:
+        return {"run_id": str(self._run_id), "automation_id": str(self._automation_id)}
 
     def summary_changed(self, summary: RunSummary, *, now: datetime | None = None) -> bool:
         """Whether a run summary (status, ``updated_at``) says the run moved since the snapshot.

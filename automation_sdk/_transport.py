@@ -13,9 +13,9 @@ import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from ssl import SSLContext
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -23,9 +23,10 @@ from attrs import frozen
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from yarl import URL
 
-from . import _body, _paths
+from . import _body, _otel, _paths
 from ._clock import Clock
 from ._config import Timeout
+from ._observe import Hooks, Observer
 from ._redact import Redactor
 from ._retry import RetryPolicy, parse_retry_after, retry_stop, retry_wait, should_retry
 from ._status import EXCERPT, status_error
@@ -39,6 +40,9 @@ from .errors import (
     ResponseValidationError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["DeadlineExceeded", "Response", "Transport"]
 
@@ -136,7 +140,10 @@ class Transport:
         max_response_bytes: int,
         trust_env: bool = True,
         ssl: SSLContext | bool = True,
+        hooks: Hooks | None = None,
+        tracer_provider: TracerProvider | None = None,
         _shared: _Shared | None = None,
+        _observer: Observer | None = None,
     ) -> None:
         # Every argument was checked by automation_sdk._config (the client calls it).
         self.base_url = base_url.rstrip("/")
@@ -150,6 +157,12 @@ class Transport:
         self._user_agent = user_agent
         self._extra_headers = dict(headers or {})
         self._redactor = Redactor(token)
+        self.observer = _observer or Observer(
+            hooks,
+            base_url=self.base_url,
+            redact=self._redactor.text,
+            tracing=_otel.tracing(self.base_url, tracer_provider),
+        )
         self._shared = _shared or _Shared(session, trust_env=trust_env, ssl=ssl)
         self._derived = _shared is not None
         self._closed = False
@@ -184,6 +197,7 @@ class Transport:
             user_agent=self._user_agent,
             max_response_bytes=self.max_response_bytes,
             _shared=self._shared,
+            _observer=self.observer,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -296,7 +310,31 @@ class Transport:
         """``exc`` with the token redacted from every text field (in place)."""
         return self._redactor.error(exc)
 
-    async def request(
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: object = None,
+        idempotent: bool,
+        deadline: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Coroutine[object, None, Response]:
+        """Send one request, retrying as the policy allows (see :meth:`_request`), traced.
+
+        Not a coroutine function itself: it hands back :meth:`_request`'s
+        coroutine, wrapped in a span only when traces are recorded, so that an
+        untraced request pays for no second coroutine.
+        """
+        call = self._request(
+            method, path, json_body=json_body, idempotent=idempotent, deadline=deadline, retry=retry
+        )
+        tracing = self.observer.tracing
+        if tracing is None or not tracing.live():
+            return call
+        return tracing.request(call, method, path, self.base_url + path)
+
+    async def _request(
         self,
         method: str,
         path: str,
@@ -420,16 +458,7 @@ class Transport:
         self, method: str, path: str, policy: RetryPolicy, state: RetryCallState
     ) -> None:
         """A try failed and the next one will follow after ``state.upcoming_sleep`` seconds."""
-        exc = state.outcome.exception() if state.outcome else None
-        logger.debug(
-            "%s %s failed (%s); try %d of %d in %.2fs",
-            method,
-            path,
-            _describe(exc),
-            state.attempt_number + 1,
-            policy.attempts,
-            state.upcoming_sleep,
-        )
+        self.observer.retrying(method, path, policy.attempts, state)
 
     async def _try(
         self,
@@ -447,17 +476,25 @@ class Transport:
             self._client_timeout if left is None else _client_timeout(self.timeout, left)
         )
         session = self._get_session()
+        observer = self.observer
+        started = self.clock.monotonic() if observer.listening() else None
         try:
             response = await self._once(
                 session, method, path, url, json_body, client_timeout, tries, policy, idempotent
             )
         except Exception as exc:
             closed = self._closed_during(method, url)
+            if started is not None:
+                elapsed = self.clock.monotonic() - started
+                observer.tried(method, path, tries, elapsed, None, None, closed or exc)
             if closed is not None:
                 raise closed from exc
             raise
         # Every try, the first and each retry, ends here with an answer or in the except
         # above with an error: the one place to observe a try's outcome.
+        if started is not None:
+            elapsed = self.clock.monotonic() - started
+            observer.tried(method, path, tries, elapsed, response.status, response.headers, None)
         return response
 
     async def _once(
@@ -536,7 +573,6 @@ class Transport:
                 url=url,
                 may_have_taken_effect=True,
             ) from exc
-        logger.debug("%s %s -> %d", method, path, status)
         if status >= 400:
             raise status_error(
                 method,
@@ -676,11 +712,3 @@ def _maybe_applied(method: str) -> str:
     if method == "POST":
         return "the request may have taken effect: check before sending it again; "
     return ""
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, APIStatusError):
-        return f"status {exc.status_code}"
-    if exc is None:
-        return "no error"
-    return type(exc).__name__

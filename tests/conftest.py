@@ -33,13 +33,19 @@ def _patch_aioresponses() -> None:
 _patch_aioresponses()
 
 
+_SDK_VARIABLES = (
+    "AUTOMATION_API_TOKEN",
+    "AUTOMATION_BASE_URL",
+    "AUTOMATION_ORG_ID",
+    "AUTOMATION_LOG",
+)
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 @pytest.fixture(autouse=True)
 def _no_user_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's AUTOMATION_* or proxy variables (unless they set one)."""
-    for name in ("AUTOMATION_API_TOKEN", "AUTOMATION_BASE_URL", "AUTOMATION_ORG_ID"):
+    for name in _SDK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -432,11 +432,12 @@ def test_watch_on_a_terminal_shows_live_progress(
 
 
 def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
-    """The installed `automation-sdk emulator` serves until interrupted, then exits 0."""
+    """The installed `automation-sdk emulator` serves until interrupted, then exits 0; its
+    banner shows the token masked."""
     exe = Path(sys.executable).with_name("automation-sdk")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "automation_sdk"]
     proc = subprocess.Popen(
-        [*cmd, "emulator", "--port", "0", "--token", "T1"],
+        [*cmd, "emulator", "--port", "0", "--token", "T1-emulator-secret"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -445,10 +446,16 @@ def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
-        assert "listening on http://127.0.0.1:" in banner and "(token: T1)" in banner
+        assert "listening on http://127.0.0.1:" in banner and "(token: T1***)" in banner
+        assert "emulator-secret" not in banner
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        try:
+            _, err = proc.communicate(timeout=60)  # a bound for a loaded machine, not a wait
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave it running for later tests to trip over
+            proc.communicate()
+            raise
     assert proc.returncode == 0, err
     assert "Traceback" not in err
 

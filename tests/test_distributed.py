@@ -6,10 +6,14 @@ variable is set: then they fail, since ``.ci/run`` installs it.
 
 The kill test runs the whole thing as a user would: the emulator in its own
 process, three ``arq`` worker processes, sixty runs, one worker SIGKILLed
-mid-watch. It takes real time (about half a minute), because what it checks
-is what real processes, a real broker and real timeouts do; every wait in it
-is bounded, and every process it starts is killed, by process group, even
-when it fails.
+mid-watch. The emulator runs on a clock that only the test moves
+(tests/_held_emulator.py), once every worker has published the runs' current
+state and every run's watch has been handed over to a new segment, so that no
+state can pass unseen however busy the machine is. The test still takes real
+time (about half a minute: arq's takeover delay, and a 2-second segment in
+each state), because what it checks is what real processes, a real broker and
+real timeouts do; every wait in it is a condition with a generous bound, and
+every process it starts is killed, by process group, even when it fails.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import aiohttp
 import pytest
 from arq import Retry, create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -37,7 +42,7 @@ from arq.constants import retry_key_prefix
 from arq.jobs import Job
 from redis.asyncio import Redis
 
-from automation_sdk import AutomationClient, EdgeSpec, Run, RunStatus, StepSpec, StepType
+from automation_sdk import AutomationClient, EdgeSpec, Run, StepSpec, StepType
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
 
@@ -46,9 +51,12 @@ EXAMPLES = ROOT / "docs" / "examples"
 TOKEN = "distributed-test"
 RUNS = 60
 WORKERS = 3
-STEP_DURATION = 4.0  # each state of a step lasts 2 s: ten polls at least, even on a busy machine
+HELD_EMULATOR = Path(__file__).resolve().parent / "_held_emulator.py"
+STEP_DURATION = 4.0  # on the emulator's held clock: a state lasts until the test moves it on
 POLL_INTERVAL = 0.25
 SEGMENT = 2.0  # arq's job_timeout is 4 s, so a killed worker's runs move on 14 s later
+STARTUP = 120.0  # bounds, not durations: a busy machine starts Python processes slowly
+PHASE = 120.0  # how long one step of the test may take before it fails, printing the logs
 
 
 def _load_example() -> ModuleType:
@@ -195,12 +203,16 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 async def _until(
-    what: str, check: Callable[[], Awaitable[bool]], timeout: float, logs: Processes
+    what: str,
+    check: Callable[[], Awaitable[bool]],
+    timeout: float,
+    logs: Processes,
+    detail: Callable[[], str] = str,
 ) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g}s\n{logs.tails()}")
+            pytest.fail(f"{what}: not within {timeout:g}s{detail()}\n{logs.tails()}")
         await asyncio.sleep(0.1)
 
 
@@ -283,6 +295,20 @@ def expected_transitions(run: Run) -> list[Transition]:
 def _as_transition(fields: dict[str, str]) -> Transition:
     name = "run" if fields["kind"] == "run" else fields["step_name"]
     return (name, fields["previous"], fields["status"])
+
+
+async def _history(http: aiohttp.ClientSession, url: str, run_id: object) -> list[Transition]:
+    """The emulator's record of every status a run and its steps took, as transitions."""
+    async with http.get(f"{url}/_emulator/history", params={"run_id": str(run_id)}) as reply:
+        reply.raise_for_status()
+        records = (await reply.json())["transitions"]
+    seen: dict[str, str] = {}
+    transitions = []
+    for record in records:
+        name = record["step_name"] or "run"
+        transitions.append((name, seen.get(name, ""), record["status"]))
+        seen[name] = record["status"]
+    return transitions
 
 
 async def _stream(redis: Redis, run_id: object) -> list[dict[str, str]]:
@@ -527,21 +553,12 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
     began = time.monotonic()
     processes.start(
         "emulator",
-        [
-            sys.executable,
-            "-m",
-            "automation_sdk.emulator",
-            "--port",
-            "0",
-            "--token",
-            TOKEN,
-            "--step-duration",
-            str(STEP_DURATION),
-            "--seed",
-            "11",
-        ],
+        [sys.executable, str(HELD_EMULATOR), TOKEN, str(STEP_DURATION), "11"],
     )
-    url = (await _log_line(processes, r"listening on (http://127\.0\.0\.1:\d+)", 20)).group(1)
+    url = (await _log_line(processes, r"listening on (http://127\.0\.0\.1:\d+)", STARTUP)).group(1)
+    clock_url = (await _log_line(processes, r"clock on (http://127\.0\.0\.1:\d+)", STARTUP)).group(
+        1
+    )
     env = {
         **os.environ,
         "PYTHONPATH": str(EXAMPLES),
@@ -558,10 +575,13 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
         worker = processes.start(
             f"worker{n}", [sys.executable, "-m", "arq", "arq_worker.WorkerSettings"], env
         )
-        await _log_line(processes, r"Starting worker for 1 functions", 30)
+        await _log_line(processes, r"Starting worker for 1 functions", STARTUP)
         workers[worker.pid] = worker
 
-    async with AutomationClient(TOKEN, base_url=url) as client:
+    async with (
+        AutomationClient(TOKEN, base_url=url) as client,
+        aiohttp.ClientSession() as http,
+    ):
         automation = await client.automations.create(
             name="refund",
             steps=[
@@ -583,30 +603,23 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
             runs.append(run.id)
 
         async def read(run_id: object) -> list[dict[str, str]]:
-            return [f async for f in arq_worker.progress(arq_redis, run_id, block=60)]
+            return [f async for f in arq_worker.progress(arq_redis, run_id, block=PHASE)]
 
         # What the page's reader shows, read live (XREAD BLOCK) across the kill.
         readers = [asyncio.create_task(read(run_id)) for run_id in runs]
         try:
 
-            async def last_entries() -> list[dict[str, str]]:
+            async def last_entries() -> list[Transition | None]:
                 async with arq_redis.pipeline(transaction=False) as pipe:
                     for run_id in runs:
                         pipe.xrevrange(arq_worker.events_key(run_id), count=1)
                     replies = await pipe.execute()
                 return [
-                    {k.decode(): v.decode() for k, v in reply[0][1].items()} if reply else {}
+                    _as_transition({k.decode(): v.decode() for k, v in reply[0][1].items()})
+                    if reply
+                    else None
                     for reply in replies
                 ]
-
-            async def all_waiting() -> bool:
-                return all(
-                    e.get("kind") == "run" and e["status"] == RunStatus.WAITING_FOR_USER_INPUT.value
-                    for e in await last_entries()
-                )
-
-            # Every run stops at its input step: whatever the workers do now, no state is missed.
-            await _until("every run waiting for its input", all_waiting, 40, processes)
 
             async def owners() -> list[tuple[int, str]]:
                 async with arq_redis.pipeline(transaction=False) as pipe:
@@ -615,10 +628,62 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                     replies = await pipe.execute()
                 return [(int(token), worker.decode()) for token, worker in replies]
 
-            published_by = collections.Counter(
-                [f["worker"] for run_id in runs for f in await _stream(arq_redis, run_id)]
-            )
-            victim_name = published_by.most_common(1)[0][0]
+            async def claimed_again(what: str, before: list[tuple[int, str]]) -> None:
+                """Wait until every run was claimed since ``before``: a new segment watches it."""
+
+                async def all_moved_on() -> bool:
+                    # Each job claims its run as each segment starts: once every token has moved
+                    # past its value before, every run is watched by a job started since.
+                    now = await owners()
+                    return all(t > t0 for (t, _), (t0, _) in zip(now, before, strict=True))
+
+                await _until(what, all_moved_on, PHASE, processes)
+
+            async def published(last: Transition, *, handed_over: bool = True) -> None:
+                """Wait until every run's stream ends with ``last``, then for a segment's end.
+
+                Each run's job then re-queues itself and resumes, on whichever worker is
+                free, from the checkpoint stored with ``last``: in every state, a watch is
+                handed over, and must neither repeat nor skip a transition.
+                """
+
+                others: collections.Counter[Transition | None] = collections.Counter()
+
+                async def everywhere() -> bool:
+                    others.clear()
+                    others.update(e for e in await last_entries() if e != last)
+                    return not others
+
+                def lagging() -> str:
+                    return f"; the other streams end with {dict(others)}"
+
+                await _until(f"every stream ending {last}", everywhere, PHASE, processes, lagging)
+                if handed_over:
+                    before = await owners()
+                    await claimed_again(f"every run claimed again after {last}", before)
+
+            async def advance(
+                seconds: float, then: Transition, *, handed_over: bool = True
+            ) -> None:
+                """Let the emulator's runs move on by ``seconds``; wait until all published it."""
+                async with http.post(f"{clock_url}/advance", params={"seconds": seconds}) as reply:
+                    reply.raise_for_status()
+                await published(then, handed_over=handed_over)
+
+            # A state lasts until the clock moves, and the clock moves only once every run's
+            # stream shows the state: however slow the workers, none can be missed.
+            half = STEP_DURATION / 2
+            await published(("run", "", "NEW"))
+            await advance(STEP_DURATION, ("run", "NEW", "RUNNING"))
+            await advance(half, ("draft", "NEW", "RUNNING"))
+            await advance(half, ("approve", "", "NEW"))
+            # Every run stops at its input step: whatever the workers do now, no state is missed.
+            await advance(half, ("run", "RUNNING", "WAITING_FOR_USER_INPUT"))
+
+            # The victim: the worker watching the most runs now (every worker polls its runs
+            # while they wait, each segment ending in a claim by whichever worker is free).
+            holding = collections.Counter([w for _, w in await owners()])
+            victim_name = holding.most_common(1)[0][0]
             victim = workers[int(victim_name.rsplit(":", 1)[1])]
             Processes.kill(victim)
             killed_at = time.monotonic()
@@ -635,45 +700,38 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
                 run_id for run_id, (_, w) in zip(runs, at_kill, strict=True) if w == victim_name
             }
 
-            async def all_claimed_again() -> bool:
-                # Each job claims its run as each segment starts: once every token has moved past
-                # its value at the kill, no run is held by the dead worker (nor picked by it and
-                # not yet claimed), and every run is being watched.
-                now = await owners()
-                return all(t > t0 for (t, _), (t0, _) in zip(now, at_kill, strict=True))
-
-            await _until("every run claimed again after the kill", all_claimed_again, 40, processes)
+            # Once every run was claimed since the kill, none is held by the dead worker (nor
+            # picked by it and not yet claimed). arq's in-progress key of a killed job lasts
+            # job_timeout + 10 s (14 s here): that is how long its runs wait.
+            await claimed_again("every run claimed again after the kill", at_kill)
             taken_over_in = time.monotonic() - killed_at
             for run_id in runs:
                 await client.runs.submit_input(automation.id, run_id, "yes")
-
-            async def all_ended() -> bool:
-                return all(
-                    e.get("kind") == "run" and e["status"] == RunStatus.FINISHED.value
-                    for e in await last_entries()
-                )
-
-            await _until("every run's stream ending FINISHED", all_ended, 40, processes)
+            await published(("run", "WAITING_FOR_USER_INPUT", "RUNNING"))
+            await advance(half, ("send", "NEW", "RUNNING"))
+            await advance(half, ("run", "RUNNING", "FINISHED"), handed_over=False)
             finals = [await client.runs.get(automation.id, run_id) for run_id in runs]
+            histories = [await _history(http, url, run_id) for run_id in runs]
             streams = {run_id: await _stream(arq_redis, run_id) for run_id in runs}
-            shown = await asyncio.wait_for(asyncio.gather(*readers), 20)
+            shown = await asyncio.wait_for(asyncio.gather(*readers), PHASE)
 
             async def queue_empty() -> bool:
                 return await arq_redis.zcard("arq:queue") == 0
 
-            await _until("every job leaving the queue", queue_empty, 20, processes)
+            await _until("every job leaving the queue", queue_empty, PHASE, processes)
             claims = sum(t for t, _ in await owners())
         finally:
             for reader in readers:
                 reader.cancel()
 
     lost = duplicated = 0
-    for final in finals:
+    for final, history in zip(finals, histories, strict=True):
         got = [_as_transition(f) for f in streams[final.id]]
         want = expected_transitions(final)
         counts = collections.Counter(got)
         duplicated += sum(c - 1 for c in counts.values())
-        lost += sum((collections.Counter(want) - counts).values())
+        lost += sum((collections.Counter(history) - counts).values())
+        assert got == history, f"run {final.id}:\n got {got}\nhistory {history}"
         assert got == want, f"run {final.id}:\n got {got}\nwant {want}"
     assert shown == [streams[run_id] for run_id in runs], "the reader showed every stream whole"
     events = sum(len(s) for s in streams.values())

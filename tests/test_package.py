@@ -172,3 +172,23 @@ def test_suite_runs_against_the_installed_wheel() -> None:
     assert not (dist.read_text("direct_url.json") or "").count('"editable": true')
     tests_root = Path(__file__).resolve().parent.parent
     assert not (tests_root / "automation_sdk").exists()
+
+
+@pytest.mark.parametrize("module", ["automation_sdk", "automation_sdk.emulator"])
+def test_lazy_exports_match_all_and_the_type_checking_imports(module: str) -> None:
+    """Each name of ``__all__`` has its lazy import, and the imports type checkers read agree."""
+    import ast
+
+    mod = _module(module)
+    lazy = dict(mod._EXPORTS)
+    assert set(lazy) == set(mod.__all__)
+    tree = ast.parse(Path(mod.__file__ or "").read_text())
+    guarded = {
+        alias.asname or alias.name: "." + (node.module or "")
+        for block in tree.body
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert guarded == lazy

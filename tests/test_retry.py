@@ -246,17 +246,17 @@ async def test_post_is_retried_when_the_connection_is_refused(clock: FakeClock) 
 async def test_each_retry_is_logged_without_the_token(
     client: AutomationClient, mock: aioresponses, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Each try is logged at DEBUG with method, path, status and wait; never the token."""
+    """Each try is logged at DEBUG, each retry at INFO with the wait chosen; never the token."""
     caplog.set_level(logging.DEBUG, logger="automation_sdk")
     mock.get(RUN_URL, status=503)
     mock.get(RUN_URL, payload=run_json())
     await client.runs.get(AUTOMATION_ID, RUN_ID)
     path = f"/automations/{AUTOMATION_ID}/sessions/{RUN_ID}/"
-    messages = [r.getMessage() for r in caplog.records]
-    assert f"GET {path} -> 503" in messages
-    assert f"GET {path} failed (status 503); try 2 of 4 in 0.50s" in messages
-    assert f"GET {path} -> 200" in messages
-    assert all(TOKEN not in m for m in messages)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("DEBUG", f"GET {path} -> 503 in 0.0 ms (try 1)") in messages
+    assert ("INFO", f"GET {path} answered 503; try 2 of 4 in 0.50s (backoff)") in messages
+    assert ("DEBUG", f"GET {path} -> 200 in 0.0 ms (try 2)") in messages
+    assert all(TOKEN not in m for _, m in messages)
 
 
 async def test_a_first_try_that_succeeds_builds_no_retry_machinery(

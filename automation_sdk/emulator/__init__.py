@@ -41,12 +41,19 @@ What it does, in short (each module's docstring has the details):
   the server's time (also :attr:`Emulator.request_counts`, :meth:`Emulator.history`).
 """
 
-from ._admin import RecordedTransition
-from ._app import RecordedRequest
-from ._durations import StepDurations
-from ._emulator import DEFAULT_ORGANISATION_ID, DEFAULT_STEP_DURATION, DEFAULT_TOKEN, Emulator
-from ._faults import Faults
-from ._serve import add_arguments, banner, main, run_from_args, run_server, serve
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._admin import RecordedTransition
+    from ._app import RecordedRequest
+    from ._defaults import DEFAULT_ORGANISATION_ID, DEFAULT_STEP_DURATION, DEFAULT_TOKEN
+    from ._durations import StepDurations
+    from ._emulator import Emulator
+    from ._faults import Faults
+    from ._serve import add_arguments, banner, main, run_from_args, run_server, serve
 
 __all__ = [
     "DEFAULT_ORGANISATION_ID",
@@ -64,3 +71,36 @@ __all__ = [
     "run_server",
     "serve",
 ]
+
+# Each public name and the private module that defines it, imported on first
+# use (PEP 562): the command line builds its `emulator` options without
+# importing aiohttp's server.
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_ORGANISATION_ID": "._defaults",
+    "DEFAULT_STEP_DURATION": "._defaults",
+    "DEFAULT_TOKEN": "._defaults",
+    "Emulator": "._emulator",
+    "Faults": "._faults",
+    "RecordedRequest": "._app",
+    "RecordedTransition": "._admin",
+    "StepDurations": "._durations",
+    "add_arguments": "._serve",
+    "banner": "._serve",
+    "main": "._serve",
+    "run_from_args": "._serve",
+    "run_server": "._serve",
+    "serve": "._serve",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -98,7 +98,8 @@ class _Route(NamedTuple):
 
 
 def _compile(template: str) -> re.Pattern[str]:
-    return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$")
+    # Matched with fullmatch: "$" would also match before a trailing newline.
+    return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template))
 
 
 class Api:
@@ -214,7 +215,7 @@ class Api:
 
     def _match(self, path: str) -> tuple[_Route, dict[str, str]] | None:
         for route in self._routes:
-            found = route.pattern.match(path)
+            found = route.pattern.fullmatch(path)
             if found is not None:
                 return route, found.groupdict()
         return None

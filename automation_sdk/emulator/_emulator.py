@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final
 
 from aiohttp import web
 
 from .._clock import Clock, SystemClock
 from ._admin import RecordedTransition, admin_routes, history
 from ._app import Api, RecordedRequest
+from ._defaults import DEFAULT_ORGANISATION_ID, DEFAULT_STEP_DURATION, DEFAULT_TOKEN
 from ._durations import StepDurations
 from ._engine import Engine
 from ._faults import Faults
@@ -26,13 +26,6 @@ __all__ = [
     "DEFAULT_TOKEN",
     "Emulator",
 ]
-
-DEFAULT_TOKEN: Final = "test-token"
-"""The token the emulator accepts unless told otherwise."""
-DEFAULT_STEP_DURATION: Final = 0.5
-"""Seconds each step of a run takes (and a run's NEW -> RUNNING delay)."""
-DEFAULT_ORGANISATION_ID: Final = "org-emulator"
-"""The ``organisation_id`` of every automation, and the only ``Current-Org-Id`` accepted."""
 
 
 def _id_maker(seed: int | None) -> Callable[[], uuid.UUID]:
@@ -246,7 +239,9 @@ class Emulator:
             return
         app = web.Application()
         app.router.add_routes(admin_routes(self._api))
-        app.router.add_route("*", "/{tail:.*}", self._api.handle)
+        # Every path, newlines included (an encoded %0A): "." would not match them, and
+        # aiohttp's own text/plain 404 would skip the token check and the request log.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._api.handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from ._durations import StepDurations
-from ._emulator import DEFAULT_STEP_DURATION, DEFAULT_TOKEN, Emulator
-from ._faults import Faults
+from .. import _argtypes
+from ._defaults import DEFAULT_STEP_DURATION, DEFAULT_TOKEN
+
+if TYPE_CHECKING:
+    from ._durations import StepDurations
+    from ._emulator import Emulator
+    from ._faults import Faults
+
+# The server (aiohttp.web) and asyncio are imported when serving, not when building
+# the options: `automation-sdk --help` stays fast.
 
 __all__ = ["add_arguments", "banner", "main", "run_from_args", "run_server", "serve"]
 
 
+def _mask(token: str) -> str:
+    """``token`` as a banner or a log may show it: its first two characters, if that
+    leaves at least six hidden, then ``***``."""
+    return (token[:2] if len(token) >= 8 else "") + "***"
+
+
 def banner(emulator: Emulator) -> str:
-    """The line printed when the emulator is listening."""
-    return f"Automation API emulator listening on {emulator.url} (token: {emulator.token})"
+    """The line printed when the emulator is listening; the token is masked."""
+    return f"Automation API emulator listening on {emulator.url} (token: {_mask(emulator.token)})"
 
 
 async def serve(
@@ -48,6 +61,10 @@ async def serve(
     Raises:
         OSError: the address cannot be bound.
     """
+    import asyncio
+
+    from ._emulator import Emulator
+
     async with Emulator(
         host=host,
         port=port,
@@ -81,6 +98,8 @@ def run_server(
     Raises:
         OSError: the address cannot be bound.
     """
+    import asyncio
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -112,7 +131,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=8080, help="port, 0 for any free one (default: %(default)s)"
+        "--port",
+        type=_argtypes.port,
+        default=8080,
+        help="port, 0 for any free one (default: %(default)s)",
     )
     parser.add_argument(
         "--token", default=DEFAULT_TOKEN, help="API token to accept (default: %(default)s)"
@@ -120,7 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--step-duration",
         type=_durations,
-        default=StepDurations.fixed(DEFAULT_STEP_DURATION),
+        default=str(DEFAULT_STEP_DURATION),  # argparse applies the type: read lazily
         metavar="SECONDS",
         help="seconds each step of a run takes, or a distribution: uniform:LOW:HIGH "
         "or exponential:MEAN, drawn per step, reproducible with --seed (default: %(default)s)",
@@ -138,17 +160,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults = parser.add_argument_group("fault injection (all off by default)")
     for name, text in _RATES:
         flag = "--" + name.replace("_", "-")
-        faults.add_argument(flag, type=float, default=0.0, metavar="RATE", help=f"{text} (0..1)")
+        faults.add_argument(
+            flag, type=_argtypes.rate, default=0.0, metavar="RATE", help=f"{text} (0..1)"
+        )
     faults.add_argument(
         "--slow-seconds",
-        type=float,
+        type=_argtypes.duration,
         default=5.0,
         metavar="SECONDS",
         help="delay of a slow answer (default: %(default)s)",
     )
     faults.add_argument(
         "--retry-after",
-        type=float,
+        type=_argtypes.duration,
         default=1.0,
         metavar="SECONDS",
         help="Retry-After sent with 429/503 (default: %(default)s)",
@@ -162,6 +186,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _durations(text: str) -> StepDurations:
+    from ._durations import StepDurations
+
     try:
         return StepDurations.parse(text)
     except ValueError as exc:
@@ -169,6 +195,8 @@ def _durations(text: str) -> StepDurations:
 
 
 def _faults_from(args: argparse.Namespace) -> Faults:
+    from ._faults import Faults
+
     return Faults(
         **{name: getattr(args, name) for name, _ in _RATES},
         slow_seconds=args.slow_seconds,
@@ -177,8 +205,12 @@ def _faults_from(args: argparse.Namespace) -> Faults:
     )
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace, *, prog: str = "automation-sdk") -> int:
     """Run :func:`run_server` with options parsed by :func:`add_arguments`; return an exit code.
+
+    The exit code is 0 after Ctrl-C, or 3 when the address cannot be bound (the
+    port is in use, the host is not local), said in one line on stderr that
+    starts with ``prog``.
 
     Raises:
         ValueError: a fault rate or a duration is out of range.
@@ -195,8 +227,13 @@ def run_from_args(args: argparse.Namespace) -> int:
             updated_at_on_steps=args.updated_at_on_steps,
         )
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+        reason = exc.strerror or str(exc)
+        print(
+            f"{prog}: error: cannot listen on {args.host}:{args.port}: {reason}; "
+            "choose another --port (0 picks a free one)",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
@@ -212,4 +249,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         _faults_from(args)
     except ValueError as exc:
         parser.error(str(exc))
-    return run_from_args(args)
+    return run_from_args(args, prog=parser.prog)

@@ -5,6 +5,10 @@ Each problem is one entry of ``{"detail": [...]}``:
 pydantic v2's types and messages (``missing`` / ``Field required``,
 ``string_type`` / ``Input should be a valid string``, ...). Extra keys are
 ignored, as pydantic does by default.
+
+A body must be strict JSON: ``NaN`` and ``Infinity`` (which Python's decoder
+takes but JSON has not) and nesting deeper than :data:`MAX_DEPTH` levels get
+422 ``json_invalid`` too, so that nothing stored can make a later answer fail.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Final
 from ._engine import NewAutomation, NewEdge, NewStep
 
 __all__ = [
+    "MAX_DEPTH",
     "MISSING",
     "Problem",
     "ValidationFailed",
@@ -32,6 +37,44 @@ Loc = tuple[str | int, ...]
 
 MISSING: Final = object()
 """The body when the request had none."""
+
+MAX_DEPTH: Final = 200
+"""The deepest nesting of arrays and objects a body may have: the recursion limit
+of pydantic-core's JSON parser. Python's own decoder fails near 1000 levels, and
+answers holding a stored value one level deeper could fail to encode."""
+
+
+class _Constant(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not a valid JSON value")
+        self.name = name
+
+
+def _reject_constant(name: str) -> object:
+    raise _Constant(name)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests arrays and objects deeper than MAX_DEPTH (without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _invalid(pos: int, reason: str) -> ValidationFailed:
+    return ValidationFailed(
+        [_problem("json_invalid", ("body", pos), "JSON decode error", {}, error=reason)]
+    )
 
 
 class ValidationFailed(Exception):
@@ -53,7 +96,8 @@ def parse_body(raw: bytes, content_type: str | None) -> Any:
     """Decode a JSON body as FastAPI does; MISSING when empty.
 
     Raises:
-        ValidationFailed: the body is not valid JSON.
+        ValidationFailed: the body is not valid JSON, holds NaN or an infinity,
+            or nests deeper than MAX_DEPTH.
     """
     if not raw:
         return MISSING
@@ -66,14 +110,20 @@ def parse_body(raw: bytes, content_type: str | None) -> Any:
         )
         if not is_json:
             return raw.decode("utf-8", errors="replace")
+    too_deep = f"nested deeper than {MAX_DEPTH} levels"
     try:
-        return json.loads(raw)
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _invalid(0, too_deep) from None
+    except _Constant as exc:
+        raise _invalid(max(0, raw.find(exc.name.encode())), str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise ValidationFailed(
-            [_problem("json_invalid", ("body", pos), "JSON decode error", {}, error=reason)]
-        ) from None
+        raise _invalid(pos, reason) from None
+    if _too_deep(body):
+        raise _invalid(0, too_deep)
+    return body
 
 
 def path_ids(params: dict[str, str]) -> dict[str, uuid.UUID]:
