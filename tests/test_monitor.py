@@ -33,13 +33,23 @@ from automation_sdk import (
     RunStatus,
     RunTransition,
     StepSpec,
+    StepStatus,
     StepTransition,
     WaitTimeoutError,
     _tracker,
 )
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
-from payloads import AUTOMATION_ID, BASE_URL, RUN_ID, TS, run_json
+from payloads import (
+    AUTOMATION_ID,
+    BASE_URL,
+    RUN_ID,
+    START_ID,
+    STEP2_ID,
+    TS,
+    run_json,
+    run_step_json,
+)
 from payloads import TOKEN as CLIENT_TOKEN
 
 TOKEN = "monitor-token"
@@ -464,10 +474,10 @@ async def test_the_summary_cadence_backs_off_and_resets(
     # The run moves NEW -> RUNNING (2 s) -> WAITING (3 s), then never again; the last
     # sleep only reaches the wait's deadline.
     *cadence, _ = sleeps
-    assert all(3.6 <= s <= 4.4 for s in cadence[-5:]), sleeps  # max_interval, jittered
-    quiet = [b / a for a, b in itertools.pairwise(cadence) if 1.2 < b / a < 1.9]
-    assert len(quiet) >= 3, sleeps  # 1.5x longer while nothing changes (+-10% each)
-    assert any(0.9 <= s <= 1.1 for s in cadence[2:]), sleeps  # back to interval on a change
+    assert all(3.2 <= s <= 4.0 for s in cadence[-5:]), sleeps  # max_interval, jittered down
+    quiet = [b / a for a, b in itertools.pairwise(cadence) if 1.15 < b / a < 1.95]
+    assert len(quiet) >= 3, sleeps  # 1.5x longer while nothing changes (each 0-20% shorter)
+    assert any(0.8 <= s <= 1.0 for s in cadence[2:]), sleeps  # back to interval on a change
 
 
 # -- backpressure --------------------------------------------------------------------------
@@ -804,3 +814,51 @@ async def test_a_summary_older_than_a_snapshot_means_it_misses_steps(
             events = await collect(monitor)
     assert "before the 2026-11-29T10:00:05+00:00 of a snapshot" in caplog.text
     assert events[-1].status is RunStatus.FINISHED
+
+
+async def test_a_summary_showing_what_a_detail_showed_fetches_nothing(
+    client: AutomationClient, mock: aioresponses
+) -> None:
+    """A summary entry equal to the snapshot last fetched (the run moved before it) costs no GET."""
+    t1, t2, t3 = "2026-11-29T10:00:01Z", "2026-11-29T10:00:02Z", "2026-11-29T10:00:03Z"
+    summaries = [("RUNNING", TS), ("RUNNING", t1), ("RUNNING", t2), ("FINISHED", t3)]
+    first = [
+        run_step_json(START_ID, "start", "FINISHED"),
+        run_step_json(STEP2_ID, "ask", "RUNNING", step_type="LLM"),
+    ]
+    second = [
+        run_step_json(START_ID, "start", "FINISHED"),
+        run_step_json(STEP2_ID, "ask", "FINISHED", step_type="LLM", updated_at=t2),
+    ]
+    details = [
+        run_json("RUNNING", first),
+        # Between the second summary (t1) and the fetch it asked for, the run moved on (t2).
+        run_json("RUNNING", second, updated_at=t2),
+        run_json("RUNNING", second, updated_at=t2),
+        run_json("FINISHED", second, updated_at=t3),
+    ]
+    polled = {"summary": 0, "detail": 0}
+
+    def summary(_: URL, **kwargs: object) -> CallbackResult:
+        polled["summary"] += 1
+        status, updated_at = summaries[min(polled["summary"], len(summaries)) - 1]
+        return CallbackResult(payload=summary_of((RUN_ID, status, updated_at)))
+
+    def detail(_: URL, **kwargs: object) -> CallbackResult:
+        polled["detail"] += 1
+        return CallbackResult(payload=details[min(polled["summary"], len(details)) - 1])
+
+    mock.get(f"{BASE_URL}/automations/{AUTOMATION_ID}/", callback=summary, repeat=True)
+    mock.get(run_url(AUTOMATION_ID, RUN_ID), callback=detail, repeat=True)
+    async with client.runs.monitor(strategy="summary") as monitor:
+        monitor.add(AUTOMATION_ID, RUN_ID)
+        events = await collect(monitor)
+    assert [(e.previous, e.status) for e in events] == [
+        (None, StepStatus.FINISHED),
+        (None, StepStatus.RUNNING),
+        (None, RunStatus.RUNNING),
+        (StepStatus.RUNNING, StepStatus.FINISHED),
+        (RunStatus.RUNNING, RunStatus.FINISHED),
+    ]
+    # One fetch per summary that moved beyond what was fetched: not the third one.
+    assert polled == {"summary": 4, "detail": 3}

@@ -78,6 +78,9 @@ def drop(path: str) -> Callable[[dict[str, Any]], None]:
         drop("steps.1.prompt"),
         change("steps.1.user_input", "yes"),
         change("steps.1.created_at", "2026-11-29T09:00:00Z"),
+        change("steps.1.updated_at", "2026-11-29T11:00:00Z"),  # kept as one hashed key
+        change("steps.1.id", str(uuid.UUID(int=7, version=4))),
+        change("steps.1.updated_at", "2026-11-29T11:00:00\x00Z"),  # no joined key: refused
         change("steps.1.step.name", "renamed"),  # same definition id and updated_at
         change("steps.1.step.prompt_template", {"type": "text", "text": "v2"}),
         change("steps.1.extra", "ignored"),
