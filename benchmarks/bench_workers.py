@@ -1,21 +1,32 @@
 """How many runs one arq worker process follows before its event loop lags.
 
-The setup of docs/distributed.md (docs/examples/arq_worker.py): one
-``follow_run`` job per run, each watching its run and publishing to Redis.
-This script runs a real ``redis-server`` (no persistence) and the emulator in
-their own processes, and one arq worker *in this process*, beside a probe
-that sleeps 10 ms again and again and records how late it wakes: the event
-loop's lag, which every job of the worker shares.
+Two setups, measured in the same run (``--setups job,monitor``):
 
-For each N of a ramp (50, 100, 200, ...) it starts N runs whose steps last
-10 minutes, queues their N jobs, waits until every job has claimed its run,
-then measures the lag for ``--seconds``. Every watch polls once a second
-(``FOLLOW_INTERVAL`` = ``FOLLOW_MAX_INTERVAL`` = 1): a run whose steps keep
-changing, the busiest case. The baseline is the same worker following no run.
-Each N is measured ``--repeats`` times; the median p99 and the spread are
-printed, and the ramp stops at the first N whose median p99 passes 50 ms (or
-at ``--max-runs``, or when ``--budget`` seconds are spent); the middle of the
-last doubling is then measured too.
+- ``job``: the setup of docs/distributed.md (docs/examples/arq_worker.py), one
+  ``follow_run`` job per run, each watching its run and publishing to Redis;
+- ``monitor``: one ``client.runs.monitor()`` per worker process following all
+  N runs: each run is claimed as the job claims it (``claim``: its fencing
+  token and checkpoint), added with ``resume_from=`` that checkpoint, and each
+  event goes through the example's ``publish`` (XADD and checkpoint in one Lua
+  script), with ``monitor.checkpoint(run_id)``.
+
+This script runs a real ``redis-server`` (no persistence) and the emulator in
+their own processes, and the worker *in this process*, beside a probe that
+sleeps 10 ms again and again and records how late it wakes: the event loop's
+lag, which everything of the worker shares.
+
+For each N of a ramp (50, 100, 200, ...) it starts N runs of a fresh
+automation, whose steps last 10 minutes (nothing changes while measured),
+follows them, waits until every run is followed (the job claimed it, or the
+monitor published its first events), then measures the lag for ``--seconds``
+and counts the API requests the emulator answered meanwhile
+(``/_emulator/stats``), per run and per second. The job's watches poll once a
+second (``FOLLOW_INTERVAL`` = ``FOLLOW_MAX_INTERVAL`` = 1); the monitor gets the
+same ``interval`` and ``max_interval``, and its default strategy. The baseline
+is the same setup following no run. Each N is measured ``--repeats`` times; the
+median p99 and the spread are printed, and the ramp stops at the first N whose
+median p99 passes 50 ms (or at ``--max-runs``, or when its share of
+``--budget`` is spent); the middle of the last doubling is then measured too.
 
 Run it with ``python benchmarks/bench_workers.py [--seconds 5] [--repeats 3]``.
 Everything listens on 127.0.0.1. On a shared machine, the figures move with the
@@ -40,6 +51,12 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+from automation_sdk import AutomationClient, EdgeSpec, StepSpec
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "arq_worker.py"
@@ -89,38 +106,76 @@ async def lag_p99(seconds: float) -> float:
     return statistics.quantiles(lags, n=100)[98]
 
 
-async def measure(example: ModuleType, automation_id: str, runs: int, seconds: float) -> float:
-    """Follow ``runs`` fresh runs with one in-process worker; return the loop's p99 lag."""
+async def requests_served() -> int:
+    """How many API requests the emulator has answered so far (``/_emulator/stats``)."""
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{os.environ['AUTOMATION_BASE_URL']}/_emulator/stats") as response,
+    ):
+        counts = (await response.json())["requests"]
+    return sum(int(count) for count in counts.values())
+
+
+async def new_runs(client: AutomationClient, runs: int) -> tuple[str, list[str]]:
+    """A fresh automation (so that its summary lists only these runs) and ``runs`` runs of it."""
+    automation = await client.automations.create(
+        name="bench",
+        steps=[StepSpec("start", "START")]
+        + [StepSpec(f"s{i}", "LLM", {"type": "text", "text": f"part {i}"}) for i in range(3)],
+        edges=[EdgeSpec("start", "s0"), EdgeSpec("s0", "s1"), EdgeSpec("s1", "s2")],
+    )
+    run_ids = [str((await client.runs.create(automation.id)).id) for _ in range(runs)]
+    return str(automation.id), run_ids
+
+
+async def all_set(
+    redis: Redis, keys: list[str], field: str, runs: int, task: asyncio.Task[None]
+) -> None:
+    """Wait until every hash of ``keys`` has ``field``: every run is followed."""
+    deadline = time.monotonic() + 60 + runs / 20
+    while keys:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hexists(key, field)
+            found = await pipe.execute()
+        if all(found):
+            return
+        if time.monotonic() > deadline or task.done():
+            if task.done() and not task.cancelled() and task.exception():
+                raise SystemExit(f"following {runs} runs failed: {task.exception()!r}")
+            raise SystemExit(f"the worker did not follow {runs} runs in time")
+        await asyncio.sleep(0.2)
+
+
+async def sample(runs: int, seconds: float) -> tuple[float, float]:
+    """The loop's p99 lag over ``seconds``, and the API requests per run per second meanwhile."""
+    await asyncio.sleep(1.0)  # a full poll interval, so that every run is in its cadence
+    before, began = await requests_served(), time.monotonic()
+    p99 = await lag_p99(seconds)
+    served, elapsed = await requests_served() - before, time.monotonic() - began
+    return p99, served / runs / elapsed if runs else 0.0
+
+
+async def measure_jobs(example: ModuleType, runs: int, seconds: float) -> tuple[float, float]:
+    """Follow ``runs`` fresh runs, one arq job each, with one in-process worker."""
     from arq import create_pool
     from arq.worker import Worker, get_kwargs
 
-    from automation_sdk import AutomationClient
-
     redis = await create_pool(example.WorkerSettings.redis_settings)
     await redis.flushall()
-    run_ids = []
     async with AutomationClient() as client:
-        for _ in range(runs):
-            run = await client.runs.create(automation_id)
-            await example.enqueue_follow(redis, automation_id, run.id)
-            run_ids.append(run.id)
+        automation_id, run_ids = await new_runs(client, runs)
+    for run_id in run_ids:
+        await example.enqueue_follow(redis, automation_id, run_id)
     settings = {**get_kwargs(example.WorkerSettings), "max_jobs": max(10, 2 * runs)}
     worker = Worker(**settings, handle_signals=False)  # type: ignore[arg-type]
     task = asyncio.create_task(worker.async_run())
     try:
-        deadline = time.monotonic() + 60 + runs / 20
-        while run_ids:
-            async with redis.pipeline(transaction=False) as pipe:
-                for run_id in run_ids:
-                    pipe.hexists(example.watch_key(run_id), "token")
-                claimed = await pipe.execute()
-            if all(claimed):
-                break
-            if time.monotonic() > deadline or task.done():
-                raise SystemExit(f"the worker did not start {runs} jobs in time")
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)  # a full poll interval, so that every watch is in its cadence
-        return await lag_p99(seconds)
+        keys = [example.watch_key(run_id) for run_id in run_ids]
+        await all_set(redis, keys, "token", runs, task)
+        return await sample(runs, seconds)
     finally:
         # Let a poll that is starting jobs finish before the worker is cancelled.
         worker.allow_pick_jobs = False
@@ -131,65 +186,115 @@ async def measure(example: ModuleType, automation_id: str, runs: int, seconds: f
         await redis.aclose()
 
 
-async def ramp(args: argparse.Namespace, example: ModuleType) -> None:
-    from automation_sdk import AutomationClient, EdgeSpec, StepSpec
+async def measure_monitor(example: ModuleType, runs: int, seconds: float) -> tuple[float, float]:
+    """Follow ``runs`` fresh runs with one RunMonitor, publishing as the example's job does.
 
+    Each run is claimed as a job claims it (its fencing token), added to the
+    monitor from the checkpoint in Redis, and every event goes through the
+    example's ``publish``: XADD and checkpoint in one Lua script.
+    """
+    from arq import create_pool
+
+    redis = await create_pool(example.WorkerSettings.redis_settings)
+    await redis.flushall()
     async with AutomationClient() as client:
-        automation = await client.automations.create(
-            name="bench",
-            steps=[StepSpec("start", "START")]
-            + [StepSpec(f"s{i}", "LLM", {"type": "text", "text": f"part {i}"}) for i in range(3)],
-            edges=[EdgeSpec("start", "s0"), EdgeSpec("s0", "s1"), EdgeSpec("s1", "s2")],
+        automation_id, run_ids = await new_runs(client, runs)
+        monitor = client.runs.monitor(
+            interval=example.INTERVAL,
+            max_interval=max(example.INTERVAL, example.MAX_INTERVAL),
+            end_when_empty=False,
         )
-    automation_id = str(automation.id)
+        async with monitor:
+            tokens: dict[str, str] = {}
+            for run_id in run_ids:
+                tokens[run_id], checkpoint = await example.claim(redis, run_id)
+                monitor.add(automation_id, run_id, resume_from=checkpoint, events=True)
+
+            async def publish_all() -> None:
+                async for event in monitor:
+                    run_id = str(event.run_id)
+                    await example.publish(redis, tokens[run_id], event, monitor.checkpoint(run_id))
+
+            task = asyncio.create_task(publish_all())
+            try:
+                keys = [example.watch_key(run_id) for run_id in run_ids]
+                await all_set(redis, keys, "checkpoint", runs, task)
+                return await sample(runs, seconds)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await redis.aclose()
+
+
+SETUPS = {
+    "job": ("job per run (docs/examples/arq_worker.py)", measure_jobs),
+    "monitor": ("one RunMonitor per worker, same publish", measure_monitor),
+}
+
+
+async def ramp(args: argparse.Namespace, example: ModuleType, setup: str, budget: float) -> str:
+    """Double the runs of one setup until its median p99 passes the limit; return the verdict."""
+    title, measure = SETUPS[setup]
     began = time.monotonic()
 
-    async def repeated(runs: int) -> list[float]:
-        return [
-            await measure(example, automation_id, runs, args.seconds) for _ in range(args.repeats)
-        ]
+    async def repeated(runs: int) -> list[tuple[float, float]]:
+        return [await measure(example, runs, args.seconds) for _ in range(args.repeats)]
 
     base = await repeated(0)
-    baseline = statistics.median(base)
-    print(f"{'runs/worker':>11}  {'lag p99 (median)':>16}  {'spread':>17}  {'x baseline':>10}")
+    baseline = statistics.median(p99 for p99, _ in base)
+    print(f"\n{setup}: {title}")
     print(
-        f"{0:>11}  {baseline * 1000:>13.1f} ms  "
-        f"{min(base) * 1000:>6.1f}-{max(base) * 1000:<6.1f} ms  {1.0:>10.1f}"
+        f"{'runs/worker':>11}  {'lag p99 (median)':>16}  {'spread':>17}  {'x baseline':>10}  "
+        f"{'req/run/s':>9}"
     )
 
-    def line(runs: int, figures: list[float]) -> None:
-        p99 = statistics.median(figures)
+    def line(runs: int, figures: list[tuple[float, float]]) -> float:
+        lags = [p99 for p99, _ in figures]
+        p99 = statistics.median(lags)
+        rate = f"{statistics.median(r for _, r in figures):>9.2f}" if runs else f"{'-':>9}"
         print(
             f"{runs:>11}  {p99 * 1000:>13.1f} ms  "
-            f"{min(figures) * 1000:>6.1f}-{max(figures) * 1000:<6.1f} ms  "
-            f"{p99 / baseline:>10.1f}",
+            f"{min(lags) * 1000:>6.1f}-{max(lags) * 1000:<6.1f} ms  "
+            f"{p99 / baseline:>10.1f}  {rate}",
             flush=True,
         )
+        return p99
 
+    line(0, base)
     # Double N until the limit is passed, then try the middle of the last step once more.
     runs, sustained, passed = args.start, 0, 0
     while runs <= args.max_runs:
-        figures = await repeated(runs)
-        line(runs, figures)
-        if statistics.median(figures) > LIMIT:
+        if line(runs, await repeated(runs)) > LIMIT:
             passed = runs
             break
         sustained = runs
-        if time.monotonic() - began > args.budget:
-            print(f"(stopped: the {args.budget:g}s budget is spent)")
+        if time.monotonic() - began > budget:
+            print(f"(stopped: the {budget:g}s budget of this setup is spent)")
             break
         runs *= 2
-    if passed and sustained and time.monotonic() - began <= args.budget:
+    if passed and sustained and time.monotonic() - began <= budget:
         middle = (sustained + passed) // 2
-        figures = await repeated(middle)
-        line(middle, figures)
-        if statistics.median(figures) <= LIMIT:
+        if line(middle, await repeated(middle)) <= LIMIT:
             sustained = middle
-    print(
-        f"job per run, polling each run every second: one worker process sustains "
-        f"{sustained or 'fewer than ' + str(args.start)} runs with event-loop lag p99 <= "
-        f"{LIMIT * 1000:g} ms (median of {args.repeats}, {args.seconds:g}s each)"
+    limit = "" if passed else " (the limit was not reached)"
+    return (
+        f"{setup}: one worker process sustains "
+        f"{sustained or 'fewer than ' + str(args.start)} runs{limit}"
     )
+
+
+async def ramps(args: argparse.Namespace, example: ModuleType) -> None:
+    """The ramp of each setup, one after the other, then their verdicts together."""
+    verdicts = [
+        await ramp(args, example, setup, args.budget / len(args.setups)) for setup in args.setups
+    ]
+    print(
+        f"\nevery run polled (or its automation summarised) each second; event-loop lag p99 <= "
+        f"{LIMIT * 1000:g} ms (median of {args.repeats}, {args.seconds:g}s each):"
+    )
+    for verdict in verdicts:
+        print(f"  {verdict}")
 
 
 def main() -> None:
@@ -199,8 +304,17 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=3200, help="last N of the ramp")
     parser.add_argument("--seconds", type=float, default=5.0, help="lag sampled per measure")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=300.0, help="seconds before stopping")
+    parser.add_argument(
+        "--budget", type=float, default=600.0, help="seconds in all, shared by the setups"
+    )
+    parser.add_argument(
+        "--setups", default="job,monitor", help="comma-separated, among: " + ", ".join(SETUPS)
+    )
     args = parser.parse_args()
+    args.setups = [name.strip() for name in args.setups.split(",") if name.strip()]
+    unknown = [name for name in args.setups if name not in SETUPS]
+    if unknown or not args.setups:
+        parser.error(f"--setups takes some of {', '.join(SETUPS)}, got {args.setups!r}")
     server = shutil.which("redis-server")
     if server is None:
         raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -225,7 +339,7 @@ def main() -> None:
         os.environ.pop("AUTOMATION_ORG_ID", None)
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; emulator and redis-server")
         print("in their own processes, the worker and the lag probe in this one")
-        asyncio.run(ramp(args, load_example()))
+        asyncio.run(ramps(args, load_example()))
     finally:
         for process in processes:
             if process.poll() is None:
