@@ -1047,15 +1047,19 @@ class RunMonitor:
             watched.busy = False
         run = watched.tracker.run
         accepted = run is not None and run is not before
+        state = _state_of(response.data)
         if accepted:
-            watched.shown = _state_of(response.data)
+            watched.shown = state
         now = transport.clock.monotonic()
         watched.fetched_at = now
         if watched.step_only and events and not isinstance(events[-1], RunTransition):
             # The summary announced a change of steps alone: it moves with them.
             automation.moves_on_steps = True
         watched.step_only = False
-        if accepted or not watched.dirty or watched.seen is None:
+        # Still wanted only when the answer lags behind what the summary announced: an
+        # unchanged answer that shows the summary's own state (a probe of a quiet run)
+        # would otherwise be fetched again on every tick, forever.
+        if accepted or not watched.dirty or watched.seen is None or state == watched.seen:
             watched.dirty = False
         if self._per_run(watched) or watched.dirty:
             # A detail that lags behind the summary is asked again on the run's cadence.

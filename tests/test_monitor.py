@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -696,6 +697,55 @@ def scripted(mock: aioresponses, url: str, *answers: CallbackResult) -> list[flo
 
     mock.get(url, callback=answer, repeat=True)
     return times
+
+
+async def test_quiet_runs_probed_once_are_not_fetched_again_on_every_tick(
+    client: AutomationClient, mock: aioresponses, clock: FakeClock
+) -> None:
+    """A probe that finds a quiet run unchanged leaves it alone: one probe per tick, no more."""
+    quiet = [str(uuid.UUID(int=i + 1)) for i in range(5)]
+    waiter = str(uuid.UUID(int=99))
+    entries = [(rid, "RUNNING", TS) for rid in [*quiet, waiter]]
+    details: dict[str, int] = dict.fromkeys(quiet, 0)
+    summaries = 0
+
+    def summary(_: URL, **kwargs: object) -> CallbackResult:
+        nonlocal summaries
+        summaries += 1
+        return CallbackResult(payload=summary_of(*entries))
+
+    def detail_of(rid: str) -> object:
+        def detail(_: URL, **kwargs: object) -> CallbackResult:
+            if rid in details:
+                details[rid] += 1
+            return CallbackResult(payload=run_json("RUNNING", run_id=rid))
+
+        return detail
+
+    mock.get(f"{BASE_URL}/automations/{AUTOMATION_ID}/", callback=summary, repeat=True)
+    for rid in [*quiet, waiter]:
+        mock.get(run_url(AUTOMATION_ID, rid), callback=detail_of(rid), repeat=True)
+    async with client.runs.monitor(
+        strategy="summary", interval=1.0, max_interval=1.0, end_when_empty=False
+    ) as monitor:
+        for rid in quiet:
+            monitor.add(AUTOMATION_ID, rid)
+
+        async def consume() -> None:
+            async for _ in monitor:
+                pass
+
+        consumer = asyncio.create_task(consume())
+        with pytest.raises(WaitTimeoutError):
+            await monitor.wait(AUTOMATION_ID, waiter, timeout=30)
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+    fetched = sum(details.values())
+    # One first fetch each, then at most one probe per summary tick; runs that stayed
+    # marked after a probe made it grow towards every run on every tick.
+    assert summaries >= 30
+    assert len(quiet) < fetched <= len(quiet) + summaries, (summaries, details)
 
 
 def run_url(automation_id: str, run_id: str) -> str:
