@@ -431,6 +431,12 @@ def test_watch_on_a_terminal_shows_live_progress(
     assert "summarise" in text and "FINISHED" in text and "elapsed" in text
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT raises KeyboardInterrupt even when the test runner was started in
+    the background of a shell, which leaves SIGINT ignored for every process it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
     """The installed `automation-sdk emulator` serves until interrupted, then exits 0; its
     banner shows the token masked."""
@@ -442,6 +448,7 @@ def test_console_script_and_emulator_subcommand(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None

@@ -145,6 +145,8 @@ async def test_module_serves_and_stops_cleanly_on_ctrl_c() -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        # A runner started in a shell's background leaves SIGINT ignored for its children.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
