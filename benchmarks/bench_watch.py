@@ -35,8 +35,9 @@ from typing import Any
 
 from aiohttp import web
 
-from automation_sdk import AutomationClient, Run, RunWatch
+from automation_sdk import AutomationClient, RetryPolicy, Run, RunWatch
 from automation_sdk._convert import structure
+from automation_sdk._observe import Observer
 from automation_sdk._transport import Response
 from automation_sdk.testing import FakeClock
 
@@ -98,6 +99,9 @@ class StubTransport:
     def __init__(self, bodies: dict[str, Callable[[], bytes]]) -> None:
         self.clock = FakeClock()
         self.bodies = bodies
+        self.retry = RetryPolicy()
+        # The outlets of a client with no hooks, no DEBUG log and no tracer: the usual case.
+        self.observer = Observer(None, base_url=self.base_url, redact=self.redact, tracing=None)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Response:
         """Decode the body as aiohttp would hand it over."""
@@ -106,6 +110,10 @@ class StubTransport:
     def redact(self, text: str) -> str:
         """Nothing to hide here."""
         return text
+
+    def scrub(self, exc: BaseException) -> BaseException:
+        """Nothing to hide here either."""
+        return exc
 
 
 def cpu_per_call(total_seconds: float, calls: int) -> str:
