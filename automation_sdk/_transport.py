@@ -483,6 +483,9 @@ class Transport:
                 session, method, path, url, json_body, client_timeout, tries, policy, idempotent
             )
         except Exception as exc:
+            if isinstance(exc, AutomationError):
+                # The one place every error from a try passes: nothing leaves with the token.
+                self.scrub(exc)
             closed = self._closed_during(method, url)
             if started is not None:
                 elapsed = self.clock.monotonic() - started
@@ -498,27 +501,6 @@ class Transport:
         return response
 
     async def _once(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        url: str,
-        json_body: object,
-        timeout: aiohttp.ClientTimeout,
-        tries: int,
-        policy: RetryPolicy,
-        idempotent: bool,
-    ) -> Response:
-        try:
-            return await self._send(
-                session, method, path, url, json_body, timeout, tries, policy, idempotent
-            )
-        except AutomationError as exc:
-            # The one place every error from a request passes: nothing leaves with the token.
-            self.scrub(exc)
-            raise
-
-    async def _send(
         self,
         session: aiohttp.ClientSession,
         method: str,
