@@ -28,9 +28,11 @@ import json
 import operator
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar, get_args, get_origin
+from itertools import chain, compress, repeat
+from operator import and_, eq, ne, not_
+from typing import Any, Final, NoReturn, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
@@ -45,7 +47,9 @@ from .errors import InvalidArgumentError, ResponseValidationError
 
 __all__ = [
     "STEP_TABLE_SIZE",
+    "Entries",
     "RunSteps",
+    "StepKeys",
     "StructureFailed",
     "event_from_dict",
     "event_from_json",
@@ -53,6 +57,7 @@ __all__ = [
     "from_dict",
     "from_json",
     "parse",
+    "run_head",
     "structure",
     "summary_states",
     "to_dict",
@@ -416,6 +421,10 @@ def _read_fields_slowly(raw: object) -> tuple[object, ...] | None:
     return tuple([raw.get(name) for name in _RUN_STEP_FIELDS])
 
 
+_user_input_of: Final = operator.attrgetter("user_input")
+_get_user_input: Final = operator.methodcaller("get", "user_input")
+
+
 class RunSteps:
     """Structures successive snapshots of one run, reusing the RunSteps that did not change.
 
@@ -449,24 +458,28 @@ class RunSteps:
             read = list(map(_read_fields, raw_steps))
         except (KeyError, TypeError):  # a field left out, or not an object: judged below
             read = list(map(_read_fields_slowly, raw_steps))
+        values = list(map(_condensed, read))
         before, built = self._read, self._built
-        known = len(before)
-        steps: list[RunStep] = []
-        kept: list[tuple[object, ...]] = []
+        count = len(values)
+        known = min(len(before), count)
         try:
-            for i, values in enumerate(map(_condensed, read)):
-                if (
-                    i < known
-                    and _equal(before[i], values)
-                    and built[i].user_input == raw_steps[i].get("user_input")
-                ):
-                    steps.append(built[i])
-                    kept.append(before[i])
-                    continue
+            # C loops over the steps: equal values, and an equal user_input (not among them).
+            reused = list(
+                map(
+                    and_,
+                    map(eq, before, values),
+                    map(eq, map(_user_input_of, built), map(_get_user_input, raw_steps)),
+                )
+            )
+        except (RecursionError, AttributeError):  # too deep to compare, or not objects
+            reused = [False] * known
+        steps: list[RunStep] = [*built[:known], *([None] * (count - known))]  # type: ignore[list-item]
+        kept: list[tuple[object, ...]] = [*before[:known], *([()] * (count - known))]
+        try:
+            for i in chain(compress(range(known), map(not_, reused)), range(known, count)):
                 raw = raw_steps[i]
-                run_step = structure(raw, RunStep)
-                steps.append(run_step)
-                kept.append(_kept(raw, values, run_step))
+                run_step = steps[i] = structure(raw, RunStep)
+                kept[i] = _kept(raw, values[i], run_step)
             current = None if raw_current is None else self._current(raw_current, kept, steps)
             top = structure({k: v for k, v in data.items() if k not in _NESTED}, Run)
         except StructureFailed:
@@ -490,6 +503,197 @@ class RunSteps:
         return structure(data, Run)
 
 
+def _structured_whole_or(data: object, exc: StructureFailed) -> NoReturn:
+    """Raise the problems of the whole answer, so that they name ``steps[2]...``; else ``exc``."""
+    structure(data, Run)
+    raise exc
+
+
+def run_head(data: object) -> Run:
+    """A run's own fields, validated, without its steps: ``steps=()``, ``current_step=None``.
+
+    Raises:
+        StructureFailed: the answer is not a run, or its ``steps`` are not a list.
+    """
+    if type(data) is not dict:
+        return structure(data, Run)  # raises, saying what came instead
+    raw_steps = data.get("steps", [])
+    raw_current = data.get("current_step")
+    if type(raw_steps) is not list or not (raw_current is None or type(raw_current) is dict):
+        _structured_whole_or(data, StructureFailed(["steps: expected a list of steps"]))
+    try:
+        return structure({k: v for k, v in data.items() if k not in _NESTED}, Run)
+    except StructureFailed as exc:
+        _structured_whole_or(data, exc)
+
+
+_STR_OR_NONE: Final = frozenset({str, type(None)})
+
+
+def _entry_keys(read: list[tuple[object, ...]]) -> list[object]:
+    """What each step entry's events depend on, as one 64-bit key an entry.
+
+    The hash of the entry's id, ``updated_at``, ``created_at``, status and its
+    definition's id. Python's string hashes are SipHash keyed per process, so no
+    server can aim at a collision. An entry whose fields have types structuring
+    refuses (a prompt that is not an object, a result that is not a string...)
+    gets a new ``object()``, equal to no other key: such an entry is always built,
+    so that it is validated. Equal keys need no type check of their own values:
+    a key is kept only for an entry that was built from values hashing the same.
+    """
+    if not read:
+        return []
+    ids, updated, statuses, results, errors, created, prompts, definitions = zip(*read, strict=True)
+    if (
+        {*map(type, prompts)} == {dict}
+        and {*map(type, definitions)} == {dict}
+        and {*map(type, results)} <= _STR_OR_NONE
+        and {*map(type, errors)} <= _STR_OR_NONE
+    ):
+        try:
+            definition_ids = map(dict.get, definitions, repeat("id"))
+            return list(
+                map(hash, zip(ids, updated, created, statuses, definition_ids, strict=True))
+            )
+        except TypeError:  # a value that cannot be hashed (a list): judged one by one
+            pass
+    return [_entry_key(values) for values in read]
+
+
+def _entry_key(values: tuple[object, ...]) -> object:
+    """:func:`_entry_keys` for one entry (of a snapshot whose entries are not all well formed)."""
+    raw_id, updated_at, status, result, error, created_at, prompt, definition = values
+    if (
+        type(definition) is dict
+        and type(prompt) is dict
+        and type(result) in _STR_OR_NONE
+        and type(error) in _STR_OR_NONE
+    ):
+        try:
+            return hash((raw_id, updated_at, created_at, status, definition.get("id")))
+        except TypeError:
+            pass
+    return object()
+
+
+class StepKeys:
+    """What successive snapshots of one run showed of its steps, kept as a key per entry.
+
+    For a watch that does not keep its last snapshot (a monitor's, watching
+    thousands of runs): per step entry, a 64-bit key of what its events depend
+    on (:func:`_entry_keys`) and its definition's id, shared with the interned
+    :class:`Step`. That is about 50 bytes an entry, where the RunSteps of a kept
+    snapshot hold every prompt and result (about 1 KB an entry in a 50-step run).
+
+    :meth:`read` structures, and so validates, only the entries whose key
+    changed since the snapshot last committed (or all of them with
+    ``whole=True``); an unchanged entry is checked for the types of its fields,
+    not built. :meth:`Entries.run` builds the whole run when one is wanted.
+    """
+
+    __slots__ = ("_definitions", "_keys")
+
+    def __init__(self) -> None:
+        self._keys: list[object] = []
+        self._definitions: list[uuid.UUID | None] = []
+
+    def read(self, data: dict[str, Any], head: Run, *, whole: bool) -> Entries:
+        """The entries of ``data`` (whose head is ``head``), the changed ones structured.
+
+        Raises:
+            StructureFailed: a changed entry is not a valid step.
+        """
+        raw_steps: list[Any] = data.get("steps", [])
+        try:
+            read = list(map(_read_fields, raw_steps))
+        except (KeyError, TypeError):  # a field left out, or not an object
+            read = list(map(_read_fields_slowly, raw_steps))
+            if None in read:  # not an object: the whole answer says where
+                _structured_whole_or(data, StructureFailed(["steps: expected step objects"]))
+        keys = _entry_keys(read)
+        count = len(keys)
+        if whole:
+            changed: Iterable[int] = range(count)
+            definitions: list[uuid.UUID | None] = [None] * count
+        else:
+            before = self._keys
+            known = min(len(before), count)
+            # C loops: an entry is changed where its key differs (an odd key differs always).
+            changed = chain(compress(range(known), map(ne, keys, before)), range(known, count))
+            definitions = self._definitions[:known] + [None] * (count - known)
+        steps: list[RunStep | None] = [None] * count
+        for i in changed:
+            try:
+                run_step = steps[i] = structure(raw_steps[i], RunStep)
+            except StructureFailed as exc:
+                _structured_whole_or(data, exc)
+            definitions[i] = run_step.step.id
+        return Entries(data, head, keys, definitions, steps)  # type: ignore[arg-type]
+
+    def commit(self, entries: Entries) -> None:
+        """Keep ``entries`` as the last accepted snapshot's: the next read compares with them."""
+        self._keys, self._definitions = entries.keys, entries.definitions  # type: ignore[assignment]
+
+    def clear(self) -> None:
+        """Forget every entry (the run ended: no snapshot will be read again)."""
+        self._keys, self._definitions = [], []
+
+
+class Entries:
+    """One snapshot's step entries, read by :class:`StepKeys`: the changed ones built."""
+
+    __slots__ = ("_data", "_head", "definitions", "keys", "steps")
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        head: Run,
+        keys: list[object],
+        definitions: list[uuid.UUID],
+        steps: list[RunStep | None],
+    ) -> None:
+        self._data = data
+        self._head = head
+        self.keys = keys
+        self.definitions = definitions
+        """Per entry, its step definition's id."""
+        self.steps = steps
+        """Per entry, its RunStep where it was built (changed, or asked for whole), else None."""
+
+    def run(self) -> Run:
+        """The whole run: every entry built, the step in progress shared with its entry.
+
+        Raises:
+            StructureFailed: an entry is not a valid step.
+        """
+        data, steps = self._data, self.steps
+        raw_steps: list[Any] = data.get("steps", [])
+        for i, run_step in enumerate(steps):
+            if run_step is None:
+                try:
+                    steps[i] = structure(raw_steps[i], RunStep)
+                except StructureFailed as exc:
+                    _structured_whole_or(data, exc)
+        built: tuple[RunStep, ...] = tuple(steps)  # type: ignore[arg-type]  # all built now
+        raw_current = data.get("current_step")
+        current = None
+        if raw_current is not None:
+            try:
+                # The step in progress is one of the steps, as a rule: share its RunStep.
+                current = next(
+                    (built[i] for i in reversed(range(len(built))) if raw_steps[i] == raw_current),
+                    None,
+                )
+            except RecursionError:  # nested deeper than a comparison goes: built on its own
+                current = None
+            if current is None:
+                try:
+                    current = structure(raw_current, RunStep)
+                except StructureFailed as exc:
+                    _structured_whole_or(data, exc)
+        return attrs.evolve(self._head, steps=built, current_step=current)
+
+
 def _equal(kept: tuple[object, ...], values: tuple[object, ...] | None) -> bool:
     try:
         return kept == values
@@ -501,21 +705,20 @@ def _condensed(values: tuple[object, ...] | None) -> tuple[object, ...] | None:
     """A step's values as kept: its id and timestamps as one key, the rest as they are.
 
     The three strings cost about 250 bytes a step when kept as they are; their
-    key costs 32. Joined (when none holds the separator, so that the joining is
-    unambiguous) and hashed as :func:`fingerprint` does, with SipHash keyed per
-    process, so that no server can aim at a collision; anything that is not a
-    string is kept as it is, which compares exactly.
+    key costs 32: the hash of the three, Python's string hashes being SipHash
+    keyed per process, so that no server can aim at a collision. A value that
+    cannot be hashed (a list) leaves them as they are, which compares exactly;
+    one of another type than a string can be kept only by a collision, since a
+    key is kept only for a step that was built, and so checked.
     """
     if values is None:
         return None
     raw_id, updated_at, status, result, error, created_at, prompt, definition = values
-    key: object
-    try:
-        joined = _SEPARATOR.join((raw_id, updated_at, created_at))  # type: ignore[arg-type]
+    key: object = (raw_id, updated_at, created_at)
+    try:  # noqa: SIM105 - contextlib.suppress costs a call per step of every snapshot
+        key = hash(key)
     except TypeError:
-        key = (raw_id, updated_at, created_at)
-    else:
-        key = hash(joined) if joined.count(_SEPARATOR) == 2 else (raw_id, updated_at, created_at)
+        pass
     return (key, status, result, error, prompt, definition)
 
 

@@ -365,7 +365,7 @@ class RunMonitor:
         aid = to_uuid(automation_id, "automation_id")
         rid = to_uuid(run_id, "run_id")
         mode: _Mode = _STEPS if events else _END
-        tracker = RunTracker(aid, rid, resume_from=resume_from)
+        tracker = RunTracker(aid, rid, resume_from=resume_from, keep_snapshot=False)
         existing = self._runs.get(rid)
         if existing is not None:
             if existing.automation_id != aid:
@@ -474,7 +474,7 @@ class RunMonitor:
             _check_seconds("timeout", timeout, finite=False)
         watched = self._runs.get(rid)
         if watched is None:
-            watched = _Watched(aid, rid, _WAIT, RunTracker(aid, rid))
+            watched = _Watched(aid, rid, _WAIT, RunTracker(aid, rid, keep_snapshot=False))
             self._track(watched)
         elif watched.automation_id != aid:
             raise _other_automation(rid, watched.automation_id, aid)
@@ -808,8 +808,11 @@ class RunMonitor:
         return min(deadlines) if deadlines else None
 
     def _timed_out(self, watched: _Watched, waiter: _Waiter) -> WaitTimeoutError:
+        # A monitor keeps no run's snapshot before its end (a key per step instead), so the
+        # error has the last status seen, not the run (docs/watching.md, "Many runs").
         run = watched.tracker.run
-        status = run.status.value if run is not None else "no snapshot yet"
+        seen = watched.tracker.status
+        status = seen.value if seen is not None else "no snapshot yet"
         return WaitTimeoutError(
             f"run {watched.run_id} of automation {watched.automation_id} did not end within "
             f"the wait's timeout of {waiter.timeout:g}s (last status: {status}); the run was "
@@ -955,7 +958,7 @@ class RunMonitor:
             w
             for w in automation.runs.values()
             if w.mode == _STEPS
-            and w.tracker.run is not None
+            and w.tracker.snapshots
             and not (w.dirty or w.busy or w.settled or self._paused(w))
         ]
         if candidates:
@@ -1031,7 +1034,7 @@ class RunMonitor:
             # The largest detail seen: runs grow as they go, and a plan chosen on the
             # small answers of new runs would be undone as soon as they grow.
             automation.detail_bytes = max(automation.detail_bytes or 0, response.size)
-            before = watched.tracker.run
+            before = watched.tracker.snapshots
             events = watched.tracker.accept(
                 response.data,
                 status=response.status,
@@ -1045,8 +1048,7 @@ class RunMonitor:
             return
         finally:
             watched.busy = False
-        run = watched.tracker.run
-        accepted = run is not None and run is not before
+        accepted = watched.tracker.snapshots != before
         state = _state_of(response.data)
         if accepted:
             watched.shown = state
@@ -1071,19 +1073,20 @@ class RunMonitor:
                 retry_after=response.retry_after,
                 max_retry_after=transport.retry.max_retry_after,
             )
-        if run is None:
+        tracker = watched.tracker
+        if not tracker.snapshots:
             return
         if (
             accepted
             and watched.mode == _STEPS
             and automation.plan == "summary"
             and not automation.fallback
-            and any(step.updated_at > run.updated_at for step in run.steps)
+            and tracker.steps_ahead
         ):
             self._fall_back(
                 automation,
                 f"a snapshot of run {watched.run_id} has steps updated after the run's own "
-                f"updated_at ({run.updated_at.isoformat()})",
+                "updated_at",
             )
         if watched.mode == _STEPS:
             if events:
@@ -1100,11 +1103,13 @@ class RunMonitor:
         else:
             for event in events:
                 watched.tracker.deliver(event)
-        if watched.tracker.ended:
+        if tracker.ended:
             watched.settled = True
+            last = tracker.run
+            assert last is not None  # the final snapshot is kept
             for waiter in watched.waiters:
                 if not waiter.future.done():
-                    waiter.future.set_result(run)
+                    waiter.future.set_result(last)
             if watched.mode == _WAIT:
                 self._untrack(watched)
 

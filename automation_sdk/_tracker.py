@@ -8,8 +8,14 @@ run. The only clock read is this machine's wall clock (the events'
 ``observed_at`` and rule 4 below), and a caller may pass its reading in, so
 that every rule is testable without a server or a sleep.
 
-It keeps no history: the last snapshot accepted, the last status emitted and
-delivered per step and for the run, and the timestamps of the stale guard.
+It keeps no history: the last status emitted and delivered per step and for
+the run, the timestamps of the stale guard, and what it needs to tell a changed
+step entry from an unchanged one. With ``keep_snapshot=True`` (a
+:class:`~automation_sdk.RunWatch`, whose ``run`` is public) that is the last
+snapshot accepted, whose unchanged entries the next snapshot reuses; with
+``keep_snapshot=False`` (a monitor of many runs) it is a 64-bit key per entry
+(:class:`~._convert.StepKeys`), the changed entries alone are built, the whole
+run only for a run transition, and only the final snapshot is kept.
 
 The stale guard (docs/watching.md says why, for users):
 
@@ -36,7 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from . import _checkpoint
-from ._convert import RunSteps, StructureFailed, fingerprint, invalid_answer
+from ._convert import (
+    RunSteps,
+    StepKeys,
+    StructureFailed,
+    fingerprint,
+    invalid_answer,
+    run_head,
+)
 from ._events import RunTransition, StepTransition, WatchEvent
 from ._models import Run, RunStatus, RunStep, RunSummary, StepStatus
 from .errors import ResponseValidationError
@@ -61,6 +74,9 @@ class RunTracker:
         run_id: The run.
         resume_from: A checkpoint of an earlier watch of this run: what it
             delivered is not emitted again.
+        keep_snapshot: Keep the last accepted snapshot (:attr:`run`) between
+            snapshots. False keeps only the final one, and a key per step
+            entry in between: for a monitor of many runs.
 
     Raises:
         InvalidArgumentError: ``resume_from`` is not a checkpoint of this run.
@@ -73,8 +89,12 @@ class RunTracker:
         "_emitted_run",
         "_emitted_steps",
         "_fingerprint",
+        "_keys",
+        "_newest_step",
         "_run",
         "_run_id",
+        "_shown",
+        "_snapshots",
         "_step_marks",
         "_structurer",
         "_undelivered",
@@ -83,12 +103,24 @@ class RunTracker:
     )
 
     def __init__(
-        self, automation_id: uuid.UUID, run_id: uuid.UUID, *, resume_from: str | None = None
+        self,
+        automation_id: uuid.UUID,
+        run_id: uuid.UUID,
+        *,
+        resume_from: str | None = None,
+        keep_snapshot: bool = True,
     ) -> None:
         self._automation_id = automation_id
         self._run_id = run_id
         self._run: Run | None = None
-        self._structurer = RunSteps()
+        # One of the two: the kept snapshot's reusable entries, or a key per entry.
+        self._structurer = RunSteps() if keep_snapshot else None
+        self._keys = None if keep_snapshot else StepKeys()
+        # The status and updated_at of the last accepted snapshot, as the server wrote them.
+        self._shown: tuple[RunStatus, datetime] | None = None
+        self._snapshots = 0
+        # The latest updated_at of a step entry in the last accepted snapshot (see steps_ahead).
+        self._newest_step: datetime | None = None
         self._fingerprint: int | None = None
         self._updated_at: datetime | None = None
         # Per step definition: the updated_at of the entry last taken (rule 3).
@@ -125,8 +157,34 @@ class RunTracker:
 
     @property
     def run(self) -> Run | None:
-        """The last accepted snapshot, or None before the first one."""
+        """The last accepted snapshot, or None before the first one.
+
+        Without ``keep_snapshot``: the final snapshot once accepted, else None.
+        """
         return self._run
+
+    @property
+    def status(self) -> RunStatus | None:
+        """The run's status in the last accepted snapshot, or None before the first one."""
+        return None if self._shown is None else self._shown[0]
+
+    @property
+    def steps_ahead(self) -> bool:
+        """Whether a step of the last accepted snapshot was updated after the run itself.
+
+        A step updated after its run shows a server whose run ``updated_at`` did
+        not move with that step's change. Entries not built (unchanged since the
+        snapshot before) count with the ``updated_at`` they had then, so a server
+        that moves a step's ``updated_at`` backwards can only make this say so
+        wrongly, never miss it.
+        """
+        shown, newest = self._shown, self._newest_step
+        return shown is not None and newest is not None and newest > shown[1]
+
+    @property
+    def snapshots(self) -> int:
+        """How many snapshots were accepted (a snapshot unchanged, stale or late is not)."""
+        return self._snapshots
 
     @property
     def run_status(self) -> RunStatus | None:
@@ -209,10 +267,12 @@ class RunTracker:
                     "watch of run %s: snapshot unchanged", self._run_id, extra=self._extra()
                 )
             return []
+        structurer = self._structurer
         try:
-            run = self._structurer.structure(data)
+            run: Run | None = structurer.structure(data) if structurer else run_head(data)
         except StructureFailed as exc:
             raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
+        assert run is not None
         if run.id != self._run_id or run.automation_id != self._automation_id:
             raise ResponseValidationError(
                 f"{method} {url} answered with run {run.id} of automation {run.automation_id} "
@@ -238,20 +298,64 @@ class RunTracker:
                 extra=self._extra(),
             )
             return []
-        # Entries reused from the last snapshot taken were judged with it; a final
-        # snapshot is taken whole, so each of its entries is judged again.
-        before = self._run.steps if self._run is not None and not terminal else ()
-        self._run = run
-        self._updated_at = self._believed(run.updated_at, limit)
+        head = run
+        moved = self._emitted_run != head.status
+        # The entries to judge, and the whole run when it is kept or an event carries it:
+        # all built before anything moves, so that a bad answer leaves the state as it was.
+        judged: list[tuple[int, RunStep]]
+        keys = self._keys
+        if keys is None:
+            # Entries reused from the last snapshot taken were judged with it; a final
+            # snapshot is taken whole, so each of its entries is judged again.
+            before = self._run.steps if self._run is not None and not terminal else ()
+            known = len(before)
+            judged = [(i, s) for i, s in enumerate(run.steps) if not (i < known and before[i] is s)]
+            definitions = list(map(_definition_of, run.steps))
+        else:
+            assert type(data) is dict  # run_head() accepted it
+            try:
+                entries = keys.read(data, head, whole=terminal)
+                run = entries.run() if moved or terminal else None
+            except StructureFailed as exc:
+                raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
+            judged = [(i, s) for i, s in enumerate(entries.steps) if s is not None]
+            definitions = [d.int for d in entries.definitions]
+            if terminal:
+                keys.clear()  # nothing is read after the end
+            else:
+                keys.commit(entries)
+        if keys is None or terminal:
+            self._run = run
+        # Every entry judged: the newest of them; else entries not judged count as before.
+        newest = None if len(judged) == len(definitions) else self._newest_step
+        for _, run_step in judged:
+            if newest is None or run_step.updated_at > newest:
+                newest = run_step.updated_at
+        self._newest_step = newest
+        self._shown = (head.status, head.updated_at)
+        self._snapshots += 1
+        self._updated_at = self._believed(head.updated_at, limit)
         self._fingerprint = fp
-        events = self._diff(run, before, now, limit, terminal)
+        events: list[WatchEvent] = self._diff(judged, definitions, now, limit, terminal)
+        if moved:
+            assert run is not None
+            events.append(
+                RunTransition(
+                    run_id=run.id,
+                    previous=self._emitted_run,
+                    status=run.status,
+                    run=run,
+                    observed_at=now,
+                )
+            )
+            self._emitted_run = run.status
         self._undelivered += events
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "watch of run %s: snapshot accepted (run %s, updated_at %s), %d events",
                 self._run_id,
-                run.status.value,
-                run.updated_at.isoformat(),
+                head.status.value,
+                head.updated_at.isoformat(),
                 len(events),
                 extra=self._extra(),
             )
@@ -276,14 +380,14 @@ class RunTracker:
         """
         if self.ended:
             return False
-        run = self._run
+        shown = self._shown
         mark = self._updated_at
-        if run is None or mark is None or summary.status.is_terminal:
+        if shown is None or mark is None or summary.status.is_terminal:
             return True
         mark = self._believed(mark, (now if now is not None else _now()) + MAX_CLOCK_AHEAD)
         if summary.updated_at < mark:
             return False  # stale
-        return summary.updated_at != run.updated_at or summary.status != run.status
+        return summary.updated_at != shown[1] or summary.status != shown[0]
 
     def deliver(self, event: WatchEvent) -> WatchEvent:
         """Record that ``event`` (from :meth:`accept`) was handed to the consumer; return it."""
@@ -320,21 +424,22 @@ class RunTracker:
 
     def _diff(
         self,
-        run: Run,
-        before: tuple[RunStep, ...],
+        judged: list[tuple[int, RunStep]],
+        definitions: list[int],
         observed_at: datetime,
         limit: datetime,
         terminal: bool,
     ) -> list[WatchEvent]:
+        """The step events of the ``judged`` entries (index, entry) of an accepted snapshot.
+
+        ``definitions`` holds every entry's step definition id (as an int), so
+        that an entry of a step that a loop visited again later is passed over.
+        """
         emitted = self._emitted_steps
         marks = self._step_marks
         events: list[WatchEvent] = []
-        steps = run.steps
-        latest = _latest_visit_index(steps)
-        known = len(before)
-        for i, run_step in enumerate(steps):
-            if i < known and before[i] is run_step:
-                continue  # the very entry of the last snapshot taken: judged then
+        latest = _latest_visit_index(definitions)
+        for i, run_step in judged:
             step = run_step.step
             if latest is not None and latest[step.id.int] != i:
                 continue  # a loop visited this step again later in the run
@@ -349,7 +454,7 @@ class RunTracker:
                 emitted[step.id] = run_step.status
                 events.append(
                     StepTransition(
-                        run_id=run.id,
+                        run_id=self._run_id,
                         step_id=step.id,
                         step_name=step.name,
                         step_type=step.step_type,
@@ -359,17 +464,6 @@ class RunTracker:
                         observed_at=observed_at,
                     )
                 )
-        if self._emitted_run is None or self._emitted_run != run.status:
-            events.append(
-                RunTransition(
-                    run_id=run.id,
-                    previous=self._emitted_run,
-                    status=run.status,
-                    run=run,
-                    observed_at=observed_at,
-                )
-            )
-            self._emitted_run = run.status
         return events
 
     def __repr__(self) -> str:
@@ -380,7 +474,7 @@ class RunTracker:
 _definition_of: Final = operator.attrgetter("step.id.int")  # UUID's own hash is slow Python
 
 
-def _latest_visit_index(steps: tuple[RunStep, ...]) -> dict[int, int] | None:
+def _latest_visit_index(definitions: list[int]) -> dict[int, int] | None:
     """None when each step definition appears once, else definition -> index of its last visit."""
-    last = dict(zip(map(_definition_of, steps), range(len(steps)), strict=True))
-    return None if len(last) == len(steps) else last
+    last = dict(zip(definitions, range(len(definitions)), strict=True))
+    return None if len(last) == len(definitions) else last

@@ -1,4 +1,5 @@
-"""Structuring successive snapshots of a run: reuse of unchanged steps, shared definitions."""
+"""Structuring successive snapshots of a run: reuse of unchanged steps, keys of steps, shared
+definitions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 import pytest
 
 from automation_sdk import Run, RunStatus, Step
-from automation_sdk._convert import RunSteps, StructureFailed, _StepTable, structure
+from automation_sdk._convert import (
+    RunSteps,
+    StepKeys,
+    StructureFailed,
+    _StepTable,
+    run_head,
+    structure,
+)
 from payloads import run_json, run_step_json
 
 RUN_STEPS = [
@@ -68,7 +76,7 @@ def drop(path: str) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
-@pytest.mark.parametrize(
+MUTATIONS = pytest.mark.parametrize(
     "mutate",
     [
         change("steps.1.result", "a new result"),  # updated_at not moved: read all the same
@@ -92,6 +100,9 @@ def drop(path: str) -> Callable[[dict[str, Any]], None]:
         lambda d: d["steps"].append(copy.deepcopy(d["steps"][0]) | {"id": str(uuid.uuid4())}),
     ],
 )
+
+
+@MUTATIONS
 def test_reuse_gives_what_a_full_structuring_gives(
     mutate: Callable[[dict[str, Any]], None],
 ) -> None:
@@ -102,6 +113,79 @@ def test_reuse_gives_what_a_full_structuring_gives(
     second = copy.deepcopy(first)
     mutate(second)
     assert steps.structure(second) == structure(copy.deepcopy(second), Run)
+
+
+def read(keys: StepKeys, data: dict[str, Any], *, whole: bool = False) -> list[int]:
+    """Read and commit ``data``; the indexes of the entries that were built."""
+    entries = keys.read(data, run_head(data), whole=whole)
+    keys.commit(entries)
+    return [i for i, run_step in enumerate(entries.steps) if run_step is not None]
+
+
+def test_keys_build_only_the_entries_whose_status_or_stamps_changed() -> None:
+    """An entry with the same id, timestamps, status and definition is not built again."""
+    keys = StepKeys()
+    assert read(keys, body("FINISHED", "RUNNING", "NEW")) == [0, 1, 2]
+    later = body("FINISHED", "FINISHED", "NEW")
+    later["steps"][0]["result"] = "a result changed under the same updated_at: no event in it"
+    assert read(keys, later) == [1]
+    assert read(keys, copy.deepcopy(later)) == []
+    assert read(keys, later, whole=True) == [0, 1, 2]
+
+
+@MUTATIONS
+def test_keys_give_the_whole_run_a_full_structuring_gives(
+    mutate: Callable[[dict[str, Any]], None],
+) -> None:
+    """Whatever changed, the run built from keyed entries equals one structured from scratch."""
+    keys = StepKeys()
+    first = body("FINISHED", "RUNNING", "NEW")
+    read(keys, first)
+    second = copy.deepcopy(first)
+    mutate(second)
+    entries = keys.read(second, run_head(second), whole=False)
+    assert entries.run() == structure(copy.deepcopy(second), Run)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        change("steps.1.result", 12),
+        change("steps.1.error", ["no"]),
+        change("steps.1.prompt", "text"),
+        change("steps.1.step", None),
+        change("steps.1", "a step"),
+    ],
+)
+def test_an_entry_of_a_wrong_shape_is_built_and_refused_even_unchanged(
+    mutate: Callable[[dict[str, Any]], None],
+) -> None:
+    """Keys trust no entry whose fields have the wrong types: it is built, and fails by path."""
+    keys = StepKeys()
+    read(keys, body("FINISHED", "RUNNING"))
+    bad = body("FINISHED", "RUNNING")
+    mutate(bad)
+    with pytest.raises(StructureFailed) as caught:
+        keys.read(bad, run_head(bad), whole=False)
+    assert any(p.startswith("steps[1]") for p in caught.value.problems), caught.value.problems
+
+
+def test_the_head_of_a_run_is_validated_without_its_steps() -> None:
+    """run_head() checks the run's own fields and refuses steps that are not a list."""
+    head = run_head(body("FINISHED", "RUNNING"))
+    assert head.steps == () and head.current_step is None and head.status is RunStatus.RUNNING
+    with pytest.raises(StructureFailed, match="steps"):
+        run_head(body("FINISHED") | {"steps": {"0": "not a list"}})
+    with pytest.raises(StructureFailed, match="status"):
+        run_head(body("FINISHED") | {"status": 3})
+
+
+def test_keys_share_the_step_in_progress_with_its_entry() -> None:
+    """The whole run built from keys has current_step as one of its steps."""
+    keys = StepKeys()
+    data = body("FINISHED", "RUNNING")
+    run = keys.read(data, run_head(data), whole=False).run()
+    assert run.current_step is run.steps[1]
 
 
 def test_a_changed_step_is_validated_and_named_by_its_path() -> None:

@@ -18,9 +18,23 @@ URL = "http://api.test/run"
 NOW = T0 + timedelta(hours=1)  # this machine's clock, later than every snapshot below
 
 
+KEEP_SNAPSHOT = True  # set per test by _both_modes
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["snapshot-kept", "keys-only"])
+def _both_modes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rule holds whether a tracker keeps its last snapshot (a watch) or keys (a monitor)."""
+    monkeypatch.setattr(f"{__name__}.KEEP_SNAPSHOT", request.param)
+
+
 def tracker(resume_from: str | None = None) -> RunTracker:
-    """A tracker of the test run."""
-    return RunTracker(uuid.UUID(AUTOMATION_ID), uuid.UUID(RUN_ID), resume_from=resume_from)
+    """A tracker of the test run, in the mode of the test."""
+    return RunTracker(
+        uuid.UUID(AUTOMATION_ID),
+        uuid.UUID(RUN_ID),
+        resume_from=resume_from,
+        keep_snapshot=KEEP_SNAPSHOT,
+    )
 
 
 def take(t: RunTracker, body: object, now: datetime = NOW) -> list[str]:
@@ -78,6 +92,7 @@ def test_a_stale_snapshot_gives_nothing_and_keeps_the_last_run() -> None:
     first = t.run
     assert take(t, snap("NEW", 4)) == []
     assert t.run is first and t.updated_at == T0 + timedelta(seconds=5)
+    assert t.status is RunStatus.RUNNING and t.snapshots == 1
 
 
 def test_a_final_snapshot_is_taken_whole_whatever_its_timestamps() -> None:
@@ -214,3 +229,42 @@ def test_a_checkpoint_with_a_step_stamped_far_ahead_recovers() -> None:
     assert take(
         resumed, snap("RUNNING", later, draft="FINISHED"), now=T0 + timedelta(seconds=2)
     ) == ["draft:RUNNING>FINISHED"]
+
+
+def test_without_keep_snapshot_only_the_final_snapshot_is_kept() -> None:
+    """A monitor's tracker holds no snapshot between polls, and the final one once it came."""
+    t = tracker()
+    take(t, snap("RUNNING", 1, draft="RUNNING"))
+    assert (t.run is not None) is KEEP_SNAPSHOT
+    assert t.status is RunStatus.RUNNING
+    take(t, snap("FINISHED", 2, draft="FINISHED"))
+    assert t.run is not None and t.run.status is RunStatus.FINISHED
+    assert [s.status.value for s in t.run.steps] == ["FINISHED"]
+
+
+def test_a_bad_answer_moves_nothing() -> None:
+    """A snapshot refused for a bad step leaves the tracker as it was: the next one says all."""
+    t = tracker()
+    take(t, snap("RUNNING", 1, draft="RUNNING"))
+    bad = snap("WAITING_FOR_USER_INPUT", 2, draft="FINISHED")
+    bad["steps"][0]["step"]["id"] = "not-a-uuid"
+    with pytest.raises(ResponseValidationError, match=r"steps\[0\]\.step\.id"):
+        take(t, bad)
+    assert t.snapshots == 1 and t.status is RunStatus.RUNNING
+    assert take(t, snap("WAITING_FOR_USER_INPUT", 3, draft="FINISHED")) == [
+        "draft:RUNNING>FINISHED",
+        "run:RUNNING>WAITING_FOR_USER_INPUT",
+    ]
+
+
+def test_steps_ahead_says_a_step_was_updated_after_its_run() -> None:
+    """steps_ahead is True while an entry is stamped later than the run, unchanged or not."""
+    t = tracker()
+    take(t, restamped(snap("RUNNING", 2, start="FINISHED", draft="RUNNING"), "draft", 5))
+    assert t.steps_ahead
+    # start changed, draft did not (its stamp still 5 s, later than the run's 3 s).
+    later = restamped(snap("RUNNING", 3, start="FAILED", draft="RUNNING"), "draft", 5)
+    assert take(t, later) == ["start:FINISHED>FAILED"]
+    assert t.steps_ahead
+    take(t, restamped(snap("RUNNING", 6, start="FAILED", draft="FINISHED"), "draft", 6))
+    assert not t.steps_ahead
