@@ -38,6 +38,7 @@ from aiohttp import web
 from automation_sdk import AutomationClient, RetryPolicy, Run, RunWatch
 from automation_sdk._convert import structure
 from automation_sdk._observe import Observer
+from automation_sdk._tracker import RunTracker
 from automation_sdk._transport import Response
 from automation_sdk.testing import FakeClock
 
@@ -130,13 +131,19 @@ def spread(values: list[float]) -> str:
 
 
 async def bench_snapshot(steps: int, repeats: int, runs: int) -> None:
-    """Part 0: CPU per changed snapshot against json.loads of its body; memory per run."""
+    """Part 0: CPU per changed snapshot against json.loads of its body; memory per run.
+
+    Two ways of following a run, measured in the same run of the script: a
+    ``RunWatch`` (it keeps the last snapshot, its public ``run``) and the
+    ``RunTracker`` a monitor drives (``keep_snapshot=False``: a key per step
+    entry, only the changed entries built), fed the same decoded bodies.
+    """
     run_id = uuid.uuid4()
     path = f"/automations/{AUTOMATION_ID}/sessions/{run_id}/"
     version = 0
     bodies = [json.dumps(run_json(run_id, steps, v)).encode() for v in range(steps + 1)]
     transport = StubTransport({path: lambda: bodies[version]})
-    ours: list[float] = []
+    ours: dict[str, list[float]] = {"watch": [], "monitor": []}
     loads: list[float] = []
     for _ in range(repeats):
         watch = RunWatch(transport, AUTOMATION_ID, run_id)  # type: ignore[arg-type]
@@ -148,41 +155,66 @@ async def bench_snapshot(steps: int, repeats: int, runs: int) -> None:
         for version in range(1, steps + 1):  # noqa: B007 - read by the transport's lambda
             await watch._poll()
             watch._pending = []
-        ours.append((time.process_time() - start) / steps)
+        ours["watch"].append((time.process_time() - start) / steps)
+
+        tracker = RunTracker(AUTOMATION_ID, run_id, keep_snapshot=False)
+        tracker.accept(json.loads(bodies[0]), status=200, method="GET", url=path)
+        gc.collect()
+        start = time.process_time()
+        for body in bodies[1:]:
+            for event in tracker.accept(json.loads(body), status=200, method="GET", url=path):
+                tracker.deliver(event)
+        ours["monitor"].append((time.process_time() - start) / steps)
+
         start = time.process_time()
         for body in bodies[1:]:
             json.loads(body)
         loads.append((time.process_time() - start) / steps)
-    ratios = [o / d for o, d in zip(ours, loads, strict=True)]
     size = sum(len(b) for b in bodies[1:]) / steps
     print(f"one changed snapshot: {steps} steps, {size / 1000:.0f} KB body, {repeats} repeats")
-    print(f"  {'client CPU per changed snapshot (decoding included)':<58}{spread(ours)}")
     print(f"  {'json.loads of the same body, same run':<58}{spread(loads)}")
-    print(
-        f"  {'ratio':<58}{statistics.median(ratios):8.2f} x ({min(ratios):.2f}-{max(ratios):.2f})"
-    )
+    for name, label in (("watch", "RunWatch"), ("monitor", "a monitor's tracker")):
+        ratios = [o / d for o, d in zip(ours[name], loads, strict=True)]
+        print(f"  {f'{label}: client CPU per changed snapshot (decoding included)':<58}"
+              f"{spread(ours[name])}")  # fmt: skip
+        print(
+            f"  {f'{label}: ratio to json.loads':<58}"
+            f"{statistics.median(ratios):8.2f} x ({min(ratios):.2f}-{max(ratios):.2f})"
+        )
 
-    # Memory: runs of one automation version, each watched, its last snapshot kept.
+    # Memory: runs of one automation version, each followed to the middle of its steps.
     run_ids = [uuid.uuid4() for _ in range(runs)]
     texts = {rid: json.dumps(run_json(rid, steps, steps // 2)).encode() for rid in run_ids}
     paths = {
         f"/automations/{AUTOMATION_ID}/sessions/{rid}/": (lambda t=texts[rid]: t) for rid in run_ids
     }
     many = StubTransport(paths)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.take_snapshot()
-    kept = [RunWatch(many, AUTOMATION_ID, rid) for rid in run_ids]  # type: ignore[arg-type]
-    for watch in kept:
+
+    async def follow_watch(rid: uuid.UUID) -> object:
+        watch = RunWatch(many, AUTOMATION_ID, rid)  # type: ignore[arg-type]
         await watch._poll()
         while watch._pending:
             await anext(watch)
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    per_run = sum(s.size_diff for s in after.compare_to(base, "filename")) / runs
-    print(f"  {f'memory per watched {steps}-step run ({runs} runs)':<58}{per_run / 1024:8.1f} KiB")
-    del kept
+        return watch
+
+    async def follow_tracker(rid: uuid.UUID) -> object:
+        tracker = RunTracker(AUTOMATION_ID, rid, keep_snapshot=False)
+        for event in tracker.accept(json.loads(texts[rid]), status=200, method="GET", url="/"):
+            tracker.deliver(event)
+        return tracker
+
+    for label, follow in (("RunWatch", follow_watch), ("a monitor's tracker", follow_tracker)):
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.take_snapshot()
+        kept = [await follow(rid) for rid in run_ids]
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        per_run = sum(s.size_diff for s in after.compare_to(base, "filename")) / runs
+        what = f"{label}: memory per followed {steps}-step run ({runs} runs)"
+        print(f"  {what:<58}{per_run / 1024:8.1f} KiB")
+        del kept
 
 
 async def bench_poller(watches: int, steps: int, polls: int) -> None:
