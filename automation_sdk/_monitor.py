@@ -809,10 +809,16 @@ class RunMonitor:
 
     def _timed_out(self, watched: _Watched, waiter: _Waiter) -> WaitTimeoutError:
         # A monitor keeps no run's snapshot before its end (a key per step instead), so the
-        # error has the last status seen, not the run (docs/watching.md, "Many runs").
+        # error has the last status seen, not the run (docs/watching.md, "Many runs"): in
+        # the last snapshot, else in the summary (a run only waited for is never fetched).
         run = watched.tracker.run
-        seen = watched.tracker.status
-        status = seen.value if seen is not None else "no snapshot yet"
+        shown = watched.tracker.status
+        if shown is not None:
+            status = shown.value
+        elif watched.seen is not None:
+            status = f"{watched.seen[0]}, in the automation's list of runs"
+        else:
+            status = "not seen yet"
         return WaitTimeoutError(
             f"run {watched.run_id} of automation {watched.automation_id} did not end within "
             f"the wait's timeout of {waiter.timeout:g}s (last status: {status}); the run was "

@@ -37,6 +37,7 @@ from automation_sdk import (
     StepStatus,
     StepTransition,
     WaitTimeoutError,
+    WatchEvent,
     _tracker,
 )
 from automation_sdk.emulator import Emulator
@@ -457,6 +458,31 @@ async def test_one_missing_automation_ends_only_its_runs(
     assert error.run_ids == (ghost_run,)
     assert error.checkpoint == monitor.checkpoint(ghost_run)
     assert set(check_runs(events, emu)) == {r.id for r in runs}
+
+
+async def test_a_timed_out_wait_says_the_last_status_without_keeping_the_run(
+    sdk: AutomationClient,
+) -> None:
+    """A monitor keeps no snapshot before the end: the error has the status, .run is None."""
+    automation = await chain(sdk, 1, ask=True)
+    followed, waited = await start(sdk, automation, 2)
+    async with sdk.runs.monitor(strategy="summary") as monitor:
+        monitor.add(automation.id, followed.id)
+        seen: list[WatchEvent] = []
+
+        async def consume() -> None:
+            seen.extend([event async for event in monitor])
+
+        consumer = asyncio.create_task(consume())
+        for run in (followed, waited):
+            with pytest.raises(WaitTimeoutError) as caught:
+                await monitor.wait(automation.id, run.id, timeout=40)
+            assert caught.value.run is None and caught.value.checkpoint is not None
+            assert "WAITING_FOR_USER_INPUT" in str(caught.value)
+        assert "in the automation's list of runs" in str(caught.value)  # never fetched
+        monitor.remove(automation.id, followed.id)
+        await consumer
+    assert seen[-1].status is RunStatus.WAITING_FOR_USER_INPUT
 
 
 # -- cadence -------------------------------------------------------------------------------
