@@ -269,13 +269,13 @@ class RunTracker:
             return []
         structurer = self._structurer
         try:
-            run: Run | None = structurer.structure(data) if structurer else run_head(data)
+            # A kept snapshot is structured whole (reusing unchanged entries), else the head.
+            head = structurer.structure(data) if structurer is not None else run_head(data)
         except StructureFailed as exc:
             raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
-        assert run is not None
-        if run.id != self._run_id or run.automation_id != self._automation_id:
+        if head.id != self._run_id or head.automation_id != self._automation_id:
             raise ResponseValidationError(
-                f"{method} {url} answered with run {run.id} of automation {run.automation_id} "
+                f"{method} {url} answered with run {head.id} of automation {head.automation_id} "
                 f"where run {self._run_id} of automation {self._automation_id} was asked for",
                 method=method,
                 url=url,
@@ -288,43 +288,22 @@ class RunTracker:
         mark = self._updated_at
         if mark is not None:
             mark = self._updated_at = self._believed(mark, limit)
-        terminal = run.status.is_terminal
-        if not terminal and mark is not None and run.updated_at < mark:
+        terminal = head.status.is_terminal
+        if not terminal and mark is not None and head.updated_at < mark:
             logger.debug(
                 "watch of run %s: ignored a stale snapshot (updated_at %s < %s)",
                 self._run_id,
-                run.updated_at.isoformat(),
+                head.updated_at.isoformat(),
                 mark.isoformat(),
                 extra=self._extra(),
             )
             return []
-        head = run
         moved = self._emitted_run != head.status
-        # The entries to judge, and the whole run when it is kept or an event carries it:
-        # all built before anything moves, so that a bad answer leaves the state as it was.
-        judged: list[tuple[int, RunStep]]
-        keys = self._keys
-        if keys is None:
-            # Entries reused from the last snapshot taken were judged with it; a final
-            # snapshot is taken whole, so each of its entries is judged again.
-            before = self._run.steps if self._run is not None and not terminal else ()
-            known = len(before)
-            judged = [(i, s) for i, s in enumerate(run.steps) if not (i < known and before[i] is s)]
-            definitions = list(map(_definition_of, run.steps))
-        else:
-            assert type(data) is dict  # run_head() accepted it
-            try:
-                entries = keys.read(data, head, whole=terminal)
-                run = entries.run() if moved or terminal else None
-            except StructureFailed as exc:
-                raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
-            judged = [(i, s) for i, s in enumerate(entries.steps) if s is not None]
-            definitions = [d.int for d in entries.definitions]
-            if terminal:
-                keys.clear()  # nothing is read after the end
-            else:
-                keys.commit(entries)
-        if keys is None or terminal:
+        try:
+            run, judged, definitions = self._entries(data, head, terminal=terminal, moved=moved)
+        except StructureFailed as exc:
+            raise invalid_answer(exc, Run, status=status, method=method, url=url) from exc
+        if self._keys is None or terminal:
             self._run = run
         # Every entry judged: the newest of them; else entries not judged count as before.
         newest = None if len(judged) == len(definitions) else self._newest_step
@@ -360,6 +339,38 @@ class RunTracker:
                 extra=self._extra(),
             )
         return events
+
+    def _entries(
+        self, data: object, head: Run, *, terminal: bool, moved: bool
+    ) -> tuple[Run | None, list[tuple[int, RunStep]], list[int]]:
+        """The snapshot's entries to judge, as (index, entry), each entry's definition id.
+
+        With them, the whole run where it is kept or an event carries it (the
+        run moved, or ended), else None. Everything is built before the
+        tracker's state moves, so that a bad answer leaves it as it was.
+
+        Raises:
+            StructureFailed: an entry to build is not a valid step.
+        """
+        keys = self._keys
+        if keys is None:
+            # Entries reused from the last snapshot taken were judged with it; a final
+            # snapshot is taken whole, so each of its entries is judged again.
+            before = self._run.steps if self._run is not None and not terminal else ()
+            known = len(before)
+            steps = head.steps  # structured whole
+            judged = [(i, s) for i, s in enumerate(steps) if not (i < known and before[i] is s)]
+            return head, judged, list(map(_definition_of, steps))
+        assert type(data) is dict  # run_head() accepted it
+        entries = keys.read(data, head, whole=terminal)
+        run = entries.run() if moved or terminal else None
+        # Nothing raises past this point: the entries are the last accepted ones now.
+        if terminal:
+            keys.clear()  # nothing is read after the end
+        else:
+            keys.commit(entries)
+        judged = [(i, s) for i, s in enumerate(entries.steps) if s is not None]
+        return run, judged, [d.int for d in entries.definitions]
 
     def _extra(self) -> dict[str, object]:
         return {"run_id": str(self._run_id), "automation_id": str(self._automation_id)}
