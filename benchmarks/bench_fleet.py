@@ -179,6 +179,15 @@ class Fleet:
         self.events: dict[uuid.UUID, list[tuple[str | None, str, str | None]]] = defaultdict(list)
         self.all_ended = asyncio.Event()
         self.expected = 0
+        # The first follow task that raised: the scenario stops at once and says what it was,
+        # instead of waiting out its deadline for runs that nobody follows any more.
+        self.failure: BaseException | None = None
+
+    def follow_ended(self, task: asyncio.Task[Any]) -> None:
+        """Done callback of a follow task: keep the first exception, and stop the wait."""
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
+            self.all_ended.set()
 
     def end(self, run_id: uuid.UUID) -> None:
         """Record that the client learnt of the run's end, now."""
@@ -294,6 +303,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                     t = asyncio.create_task(task)
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
+                    t.add_done_callback(fleet.follow_ended)
 
             await asyncio.gather(*(create(i) for i in range(args.runs)))
             all_added.set()
@@ -316,6 +326,11 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
                 waiting, timeout=args.deadline, return_when="FIRST_COMPLETED"
             )
             waiting[0].cancel()
+            if fleet.failure is not None:
+                raise RuntimeError(
+                    f"following a run failed after {len(fleet.ended)} of {args.runs} runs ended: "
+                    f"{type(fleet.failure).__name__}: {fleet.failure}"
+                ) from fleet.failure
             if consumer is not None and consumer in done and not fleet.all_ended.is_set():
                 consumer.result()  # raises what stopped the consumer
                 raise RuntimeError(
