@@ -581,9 +581,10 @@ class StepKeys:
 
     For a watch that does not keep its last snapshot (a monitor's, watching
     thousands of runs): per step entry, a 64-bit key of what its events depend
-    on (:func:`_entry_keys`) and its definition's id, shared with the interned
-    :class:`Step`. That is about 50 bytes an entry, where the RunSteps of a kept
-    snapshot hold every prompt and result (about 1 KB an entry in a 50-step run).
+    on (:func:`_entry_keys`) and its definition's id as an int (the very int the
+    interned :class:`Step`'s UUID holds). That is about 50 bytes an entry, where
+    the RunSteps of a kept snapshot hold every prompt and result (about 1 KB an
+    entry in a 50-step run).
 
     :meth:`read` structures, and so validates, only the entries whose key
     changed since the snapshot last committed (or all of them with
@@ -595,7 +596,7 @@ class StepKeys:
 
     def __init__(self) -> None:
         self._keys: list[object] = []
-        self._definitions: list[uuid.UUID | None] = []
+        self._definitions: list[int | None] = []
 
     def read(self, data: dict[str, Any], head: Run, *, whole: bool) -> Entries:
         """The entries of ``data`` (whose head is ``head``), the changed ones structured.
@@ -614,7 +615,7 @@ class StepKeys:
         count = len(keys)
         if whole:
             changed: Iterable[int] = range(count)
-            definitions: list[uuid.UUID | None] = [None] * count
+            definitions: list[int | None] = [None] * count
         else:
             before = self._keys
             known = min(len(before), count)
@@ -627,7 +628,7 @@ class StepKeys:
                 run_step = steps[i] = structure(raw_steps[i], RunStep)
             except StructureFailed as exc:
                 _structured_whole_or(data, exc)
-            definitions[i] = run_step.step.id
+            definitions[i] = run_step.step.id.int
         return Entries(data, head, keys, definitions, steps)  # type: ignore[arg-type]
 
     def commit(self, entries: Entries) -> None:
@@ -649,14 +650,14 @@ class Entries:
         data: dict[str, Any],
         head: Run,
         keys: list[object],
-        definitions: list[uuid.UUID],
+        definitions: list[int],
         steps: list[RunStep | None],
     ) -> None:
         self._data = data
         self._head = head
         self.keys = keys
         self.definitions = definitions
-        """Per entry, its step definition's id."""
+        """Per entry, its step definition's id, as an int."""
         self.steps = steps
         """Per entry, its RunStep where it was built (changed, or asked for whole), else None."""
 

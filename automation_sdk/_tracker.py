@@ -370,7 +370,7 @@ class RunTracker:
         else:
             keys.commit(entries)
         judged = [(i, s) for i, s in enumerate(entries.steps) if s is not None]
-        return run, judged, [d.int for d in entries.definitions]
+        return run, judged, entries.definitions
 
     def _extra(self) -> dict[str, object]:
         return {"run_id": str(self._run_id), "automation_id": str(self._automation_id)}
