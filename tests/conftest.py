@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import types
-from collections.abc import AsyncIterator
+import unittest.mock
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import aioresponses.core
@@ -16,18 +18,49 @@ from payloads import BASE_URL, TOKEN
 
 
 def _patch_aioresponses() -> None:
-    """aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` that aiohttp
-    3.14 requires; its mocked answers never write, so a writer reporting 0 bytes is enough."""
+    """Fit aioresponses to aiohttp 3.14, and take out what made each mocked request slow.
+
+    - aioresponses 0.7.9 builds ClientResponse without the ``stream_writer`` that aiohttp
+      3.14 requires; its mocked answers never write, so a writer reporting 0 bytes is enough.
+    - It gives every response it builds a ``Mock()`` for an event loop, one whose
+      ``get_debug()`` is true: aiohttp then records the stack of each response
+      (``traceback.extract_stack``), and on Python 3.11 each ``Mock()`` walks ``dir(None)``.
+      The running loop serves instead, as it does for a real response, and the unused
+      Mocks are plain namespaces.
+    - It patches ``ClientSession._request`` with ``autospec=True``: a mock of the signature
+      built at every start (1.4 ms) and checked at every request. Nothing is checked that
+      aiohttp's own call does not already fix, so a plain function forwards instead.
+
+    Measured on the 2-core CI machine: a mocked GET 0.36 -> 0.07 ms, a mock's start 1.4 ->
+    0.15 ms; the two property tests, which make ~2,300 mocked requests, 4.7 -> 1.8 s.
+    """
     params = inspect.signature(aiohttp.ClientResponse.__init__).parameters
-    if "stream_writer" not in params:
-        return
+    needs_writer = "stream_writer" in params
 
     class CompatClientResponse(aiohttp.ClientResponse):
         def __init__(self, method: str, url: object, **kwargs: object) -> None:
-            kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
+            if needs_writer:
+                kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
+            kwargs["loop"] = asyncio.get_running_loop()
             super().__init__(method, url, **kwargs)  # type: ignore[arg-type]
 
+    stream_reader_factory = aioresponses.core.stream_reader_factory
+
+    def stream_reader_on_the_running_loop(loop: object = None) -> aiohttp.StreamReader:
+        return stream_reader_factory(asyncio.get_running_loop())
+
+    def forwarding_patch(
+        target: str, *, side_effect: Callable[..., object], autospec: bool
+    ) -> object:
+        def _request(session: aiohttp.ClientSession, *args: object, **kwargs: object) -> object:
+            return side_effect(session, *args, **kwargs)
+
+        return unittest.mock.patch(target, _request)
+
     aioresponses.core.ClientResponse = CompatClientResponse  # type: ignore[misc]
+    aioresponses.core.stream_reader_factory = stream_reader_on_the_running_loop
+    aioresponses.core.Mock = types.SimpleNamespace  # type: ignore[misc]
+    aioresponses.core.patch = forwarding_patch  # type: ignore[assignment]
 
 
 _patch_aioresponses()
