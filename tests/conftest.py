@@ -7,7 +7,7 @@ import asyncio
 import inspect
 import types
 import unittest.mock
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import aioresponses.core
@@ -161,6 +161,21 @@ async def client(clock: FakeClock) -> AsyncIterator[AutomationClient]:
         retry=RetryPolicy(attempts=4, wait_initial=0.5, wait_max=4.0, jitter=False),
     ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def one_cli_parser() -> Iterator[None]:
+    """``main()`` in-process, with the command line's parser built once per worker.
+
+    A process runs ``main()`` once; the tests run it in-process ~150 times, and each build of
+    the parser cost 5 ms (argparse looks gettext up for every string). The parser holds no
+    state between parses and reads no environment when built, so one serves every call.
+    """
+    from automation_sdk import _cli
+
+    parser = _cli.build_parser()
+    with unittest.mock.patch.object(_cli, "build_parser", return_value=parser):
+        yield
 
 
 @pytest.fixture
