@@ -9,6 +9,7 @@ import types
 import unittest.mock
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import _bytecode  # first: the bytecode of what follows is written (see its docstring)
 import aiohttp
 import aioresponses.core
 import pytest
@@ -91,6 +92,13 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     group = parser.getgroup("xdist", "pytest-xdist is off: these are read and ignored")
     group.addoption("--numprocesses", dest="numprocesses", help="ignored")
     group.addoption("--dist", dest="dist", default="no", help="ignored")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say that bytecode is written despite PYTHONDONTWRITEBYTECODE."""
+    if _bytecode.WRITTEN:
+        return "bytecode: written to __pycache__ despite PYTHONDONTWRITEBYTECODE (see README)"
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
