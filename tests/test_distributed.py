@@ -14,16 +14,16 @@ time, because what it checks is what real processes, a real broker and real
 timeouts do; every wait in it is a condition with a generous bound, and every
 process it starts is killed, by process group, even when it fails.
 
-The waits are the page's, made shorter, so that the test takes about 7 seconds,
+The waits are the page's, made shorter, so that the test takes about 5 seconds,
 not half a minute (the numbers are below the imports; docs/distributed.md, "What
-the test shows", says why production's differ): 0.5-second segments, polls
+the test shows", says why production's differ): quarter-second segments, polls
 every 0.15 s, and workers started by tests/_arq_test_worker.py, which poll the
-queue every 0.1 s and take a SIGKILLed worker's jobs over 1.25 s after they
-started (arq's job_timeout, twice the segment, plus 0.25 s), where plain arq
-waits job_timeout + 10 s. What happens is unchanged: a SIGKILL, an in-progress
-key that Redis expires, arq starting the job again, another worker resuming the
-watch from the checkpoint. Twenty runs (there were sixty) leave the killed
-worker at least seven: the one it is chosen for is the one holding the most.
+queue every 0.1 s, give a segment 1 s before arq fails it, and take a SIGKILLed
+worker's jobs over 1.25 s after they started (that job_timeout plus 0.25 s),
+where plain arq waits job_timeout + 10 s. What happens is unchanged: a SIGKILL,
+an in-progress key that Redis expires, arq starting the job again, another
+worker resuming the watch from the checkpoint. Twenty runs (there were sixty)
+leave the killed worker at least seven: it is the one holding the most.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ STEP_DURATION = 4.0  # on the emulator's held clock: a state lasts until the tes
 # The page's numbers, shortened so that the test takes seconds, not minutes (docs/distributed.md,
 # "What the test shows"); the mechanism is the same.
 POLL_INTERVAL = 0.15  # FOLLOW_INTERVAL: a state is published this long after the clock moves
-SEGMENT = 0.5  # FOLLOW_SEGMENT: so arq's job_timeout is 1 s, and each state is handed over
+SEGMENT = 0.25  # FOLLOW_SEGMENT: each state is handed over to a new segment this often
+JOB_TIMEOUT = 1.0  # arq's hard limit on a segment; the page's is twice the segment
 GRACE = 0.25  # a killed worker's jobs move on job_timeout + GRACE after they started, not + 10
 POLL_DELAY = 0.1  # arq's poll_delay: how soon a re-queued segment is picked up
 STARTUP = 120.0  # bounds, not durations: a busy machine starts Python processes slowly
@@ -597,7 +598,8 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
     }
     env.pop("AUTOMATION_ORG_ID", None)
     # The workers start together: each is ready once arq logs that it polls the queue.
-    argv = [sys.executable, str(TEST_WORKER), str(GRACE), str(POLL_DELAY)]
+    argv = [sys.executable, str(TEST_WORKER), "--job-timeout", str(JOB_TIMEOUT)]
+    argv += ["--grace", str(GRACE), "--poll-delay", str(POLL_DELAY)]
     workers = {
         worker.pid: worker
         for worker in (processes.start(f"worker{n}", argv, env) for n in range(WORKERS))
