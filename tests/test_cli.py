@@ -20,6 +20,8 @@ from automation_sdk import Run, RunStatus, RunTransition, __version__, event_fro
 from automation_sdk._cli import main
 from automation_sdk.emulator import Emulator
 
+pytestmark = pytest.mark.usefixtures("one_cli_parser")  # main() in-process: one parser
+
 CLI_TOKEN = "cli-SECRET-token"
 
 

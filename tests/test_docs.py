@@ -56,6 +56,8 @@ from automation_sdk._cli import main as cli_main
 from automation_sdk.emulator import Emulator
 from automation_sdk.testing import FakeClock
 
+pytestmark = pytest.mark.usefixtures("one_cli_parser")  # main() in-process: one parser
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "..."
 STEP_DURATION = 0.0  # runs end as soon as they are read: examples wait on nothing but polls

@@ -22,6 +22,8 @@ from automation_sdk import __version__
 from automation_sdk._cli import main
 from payloads import AUTOMATION_ID, RUN_ID, run_json, run_step_json
 
+pytestmark = pytest.mark.usefixtures("one_cli_parser")  # main() in-process: one parser
+
 BASE = "http://127.0.0.1:9"  # never contacted: aioresponses answers
 SECRET = "tok-hostile/+SECRET-7"
 ANY_URL = re.compile(r"^http://127\.0\.0\.1:9/.*$")
