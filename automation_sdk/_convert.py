@@ -560,8 +560,10 @@ def _entry_keys(read: list[tuple[object, ...]]) -> list[object]:
     return [_entry_key(values) for values in read]
 
 
-def _entry_key(values: tuple[object, ...]) -> object:
+def _entry_key(values: tuple[object, ...] | None) -> object:
     """:func:`_entry_keys` for one entry (of a snapshot whose entries are not all well formed)."""
+    if values is None:
+        return object()
     raw_id, updated_at, status, result, error, created_at, prompt, definition = values
     if (
         type(definition) is dict
@@ -589,7 +591,9 @@ class StepKeys:
     :meth:`read` structures, and so validates, only the entries whose key
     changed since the snapshot last committed (or all of them with
     ``whole=True``); an unchanged entry is checked for the types of its fields,
-    not built. :meth:`Entries.run` builds the whole run when one is wanted.
+    not built, and the step in progress (``current_step``) is built unless its
+    key is one of the entries'. :meth:`Entries.run` builds the whole run when
+    one is wanted, and so validates every entry.
     """
 
     __slots__ = ("_definitions", "_keys")
@@ -629,6 +633,13 @@ class StepKeys:
             except StructureFailed as exc:
                 _structured_whole_or(data, exc)
             definitions[i] = run_step.step.id.int
+        raw_current = data.get("current_step")
+        if raw_current is not None and _entry_key(_read_fields_slowly(raw_current)) not in keys:
+            # The step in progress is trusted as an entry is: only with the key of one.
+            try:
+                structure(raw_current, RunStep)
+            except StructureFailed as exc:
+                _structured_whole_or(data, exc)
         return Entries(data, head, keys, definitions, steps)  # type: ignore[arg-type]
 
     def commit(self, entries: Entries) -> None:
