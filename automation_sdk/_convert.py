@@ -634,13 +634,14 @@ class StepKeys:
                 _structured_whole_or(data, exc)
             definitions[i] = run_step.step.id.int
         raw_current = data.get("current_step")
+        current = None
         if raw_current is not None and _entry_key(_read_fields_slowly(raw_current)) not in keys:
             # The step in progress is trusted as an entry is: only with the key of one.
             try:
-                structure(raw_current, RunStep)
+                current = structure(raw_current, RunStep)
             except StructureFailed as exc:
                 _structured_whole_or(data, exc)
-        return Entries(data, head, keys, definitions, steps)  # type: ignore[arg-type]
+        return Entries(data, head, keys, definitions, steps, current)  # type: ignore[arg-type]
 
     def commit(self, entries: Entries) -> None:
         """Keep ``entries`` as the last accepted snapshot's: the next read compares with them."""
@@ -654,7 +655,7 @@ class StepKeys:
 class Entries:
     """One snapshot's step entries, read by :class:`StepKeys`: the changed ones built."""
 
-    __slots__ = ("_data", "_head", "definitions", "keys", "steps")
+    __slots__ = ("_current", "_data", "_head", "definitions", "keys", "steps")
 
     def __init__(
         self,
@@ -663,7 +664,9 @@ class Entries:
         keys: list[object],
         definitions: list[int],
         steps: list[RunStep | None],
+        current: RunStep | None = None,
     ) -> None:
+        self._current = current  # built by the read when it is none of the entries
         self._data = data
         self._head = head
         self.keys = keys
@@ -688,8 +691,8 @@ class Entries:
                     _structured_whole_or(data, exc)
         built: tuple[RunStep, ...] = tuple(steps)  # type: ignore[arg-type]  # all built now
         raw_current = data.get("current_step")
-        current = None
-        if raw_current is not None:
+        current = self._current
+        if raw_current is not None and current is None:
             try:
                 # The step in progress is one of the steps, as a rule: share its RunStep.
                 current = next(

@@ -183,6 +183,21 @@ def test_the_head_of_a_run_is_validated_without_its_steps() -> None:
         run_head(body("FINISHED") | {"status": 3})
 
 
+def test_keys_validate_a_step_in_progress_that_is_none_of_the_entries() -> None:
+    """A current_step without the key of an entry is built, and refused by its path if bad."""
+    keys = StepKeys()
+    data = body("FINISHED", "RUNNING")
+    read(keys, data)
+    bad = copy.deepcopy(data)
+    bad["current_step"] = copy.deepcopy(bad["current_step"]) | {"id": str(uuid.uuid4())}
+    del bad["current_step"]["step"]
+    with pytest.raises(StructureFailed, match=r"current_step\.step"):
+        keys.read(bad, run_head(bad), whole=False)
+    other = copy.deepcopy(data) | {"current_step": run_step_json(str(uuid.uuid4()), "x", "NEW")}
+    entries = keys.read(other, run_head(other), whole=False)
+    assert entries.run() == structure(copy.deepcopy(other), Run)
+
+
 def test_keys_share_the_step_in_progress_with_its_entry() -> None:
     """The whole run built from keys has current_step as one of its steps."""
     keys = StepKeys()
