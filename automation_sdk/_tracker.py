@@ -21,7 +21,9 @@ The stale guard (docs/watching.md says why, for users):
 
 1. A snapshot whose run is FINISHED or FAILED is always accepted, whole: a
    lagging replica cannot show an end that has not happened, so whatever its
-   timestamps say, the end of a run is never missed.
+   timestamps say, the end of a run is never missed. Its timestamps move no
+   mark backwards, so that a checkpoint taken before its final event was
+   delivered still recognises stale snapshots.
 2. Otherwise a snapshot whose ``updated_at`` is older than the last accepted
    one's (the *mark*) is stale and ignored.
 3. Within an accepted snapshot, a step (its latest visit) whose ``updated_at``
@@ -313,7 +315,9 @@ class RunTracker:
         self._newest_step = newest
         self._shown = (head.status, head.updated_at)
         self._snapshots += 1
-        self._updated_at = self._believed(head.updated_at, limit)
+        # A final snapshot is taken whatever its timestamps (rule 1), but moves no mark back.
+        stamp = self._believed(head.updated_at, limit)
+        self._updated_at = stamp if mark is None or stamp > mark else mark
         self._fingerprint = fp
         events: list[WatchEvent] = self._diff(judged, definitions, now, limit, terminal)
         if moved:
@@ -459,7 +463,9 @@ class RunTracker:
                 taken = marks[step.id] = self._believed(taken, limit)
             if not terminal and taken is not None and run_step.updated_at < taken:
                 continue  # an older entry of this step than the one taken: it stands
-            marks[step.id] = self._believed(run_step.updated_at, limit)
+            stamp = self._believed(run_step.updated_at, limit)
+            if taken is None or stamp > taken:  # a final snapshot's older entry: no mark back
+                marks[step.id] = stamp
             previous = emitted.get(step.id)
             if previous is None or previous != run_step.status:
                 emitted[step.id] = run_step.status

@@ -268,3 +268,21 @@ def test_steps_ahead_says_a_step_was_updated_after_its_run() -> None:
     assert t.steps_ahead
     take(t, restamped(snap("RUNNING", 6, start="FAILED", draft="FINISHED"), "draft", 6))
     assert not t.steps_ahead
+
+
+def test_a_final_snapshot_from_a_lagging_replica_moves_no_mark_back() -> None:
+    """Resumed before its final event, a watch still ignores snapshots older than its mark."""
+    t = tracker()
+    running = snap("RUNNING", 5, start="FINISHED", draft="NEW")
+    for event in t.accept(running, status=200, method="GET", url=URL, observed_at=NOW):
+        t.deliver(event)
+    lagging = restamped(snap("FINISHED", 1, start="FINISHED", draft="FINISHED"), "draft", 1)
+    final = t.accept(lagging, status=200, method="GET", url=URL, observed_at=NOW)
+    assert [show(e) for e in final] == ["draft:NEW>FINISHED", "run:RUNNING>FINISHED"]
+    t.deliver(final[0])  # the consumer stops before the run's final event
+    assert t.updated_at == T0 + timedelta(seconds=5)
+    resumed = tracker(t.checkpoint())
+    assert take(resumed, snap("RUNNING", 3, start="FINISHED", draft="NEW")) == []  # stale
+    assert take(resumed, snap("FINISHED", 6, start="FINISHED", draft="FINISHED")) == [
+        "run:RUNNING>FINISHED"
+    ]
