@@ -4,6 +4,8 @@ order in which pytest-xdist's workers get the tests."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import gc
 import inspect
 import types
 import unittest.mock
@@ -32,6 +34,10 @@ def _patch_aioresponses() -> None:
     - It patches ``ClientSession._request`` with ``autospec=True``: a mock of the signature
       built at every start (1.4 ms) and checked at every request. Nothing is checked that
       aiohttp's own call does not already fix, so a plain function forwards instead.
+    - It records each request's keyword arguments through ``copy.deepcopy``, 32 µs a
+      request for a timeout object, a headers dict and flags. What a test reads back is what
+      was sent: the body (``json``, ``data``) is still copied deeply and the headers dict is
+      copied; the other arguments are immutable values, kept as they are.
 
     Measured on the 2-core CI machine: a mocked GET 0.36 -> 0.07 ms, a mock's start 1.4 ->
     0.15 ms; the two property tests, which make ~2,300 mocked requests, 4.7 -> 1.8 s.
@@ -59,7 +65,18 @@ def _patch_aioresponses() -> None:
 
         return unittest.mock.patch(target, _request)
 
+    def copy_request_kwargs(kwargs: dict[str, object]) -> dict[str, object]:
+        copied = dict(kwargs)
+        for name in ("json", "data"):
+            if name in copied:
+                copied[name] = copy.deepcopy(copied[name])
+        if isinstance(copied.get("headers"), dict):
+            copied["headers"] = dict(copied["headers"])  # type: ignore[call-overload]
+        return copied
+
     aioresponses.core.ClientResponse = CompatClientResponse  # type: ignore[misc]
+    # its only use of the copy module is that deepcopy of a request's keyword arguments
+    aioresponses.core.copy = types.SimpleNamespace(deepcopy=copy_request_kwargs)  # type: ignore[assignment]
     aioresponses.core.stream_reader_factory = stream_reader_on_the_running_loop
     aioresponses.core.Mock = types.SimpleNamespace  # type: ignore[misc]
     aioresponses.core.patch = forwarding_patch  # type: ignore[assignment]
@@ -99,6 +116,19 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if _bytecode.WRITTEN:
         return "bytecode: written to __pycache__ despite PYTHONDONTWRITEBYTECODE (see README)"
     return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collecting the tests made: the garbage collector then leaves it alone.
+
+    The modules, the test items and their parameters (~220,000 objects) live as long as the
+    process. Without this, every full collection walks them again: the automatic ones while
+    the tests run, each ``gc.collect()`` of a test that checks what is left unreferenced
+    (70-100 ms each), and pytest's own at the end of each worker. Objects made by the tests
+    are collected as before. tests/test_docs.py's mypy run unfreezes them, and freezes again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

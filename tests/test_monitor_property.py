@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import pytest
 from aioresponses import CallbackResult, aioresponses
 from hypothesis import example, given, register_random, settings
 from hypothesis import strategies as st
@@ -41,7 +42,16 @@ OUTCOMES = ["ok", "ok", "ok", "ok", "stale", "stale", "503", "429", "reset", "sl
 # Runs of the automation that nobody watches: the summary lists them all the same.
 OTHERS = [uuid.UUID(int=1000 + i, version=4) for i in range(3)]
 
-register_random(_monitor._rng)
+
+@pytest.fixture(autouse=True, scope="module")
+def _jitter_seeded_by_hypothesis() -> None:
+    """The jitter is random: hypothesis seeds its generator for each example, so that a failure
+    replays. Registered when the tests run rather than at import: ``register_random`` makes a
+    full garbage collection, cheap once conftest has frozen what collecting the tests made.
+    It also checks that something refers to the generator, with ``gc.get_referrers``, which
+    does not see the frozen module that holds it: ``held`` is a referrer it sees."""
+    held = [_monitor._rng]
+    register_random(held[0])
 
 
 def detail(run_id: uuid.UUID, versions: list[Version], k: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from unittest import mock as patching
 
 import aiohttp
+import pytest
 from aioresponses import CallbackResult, aioresponses
 from attrs import frozen
 from hypothesis import given, register_random, settings
@@ -47,8 +48,16 @@ LIVE_RUN_STATUSES = ["NEW", "RUNNING", "WAITING_FOR_USER_INPUT", "PAUSED"]
 OUTCOMES = ["ok", "ok", "ok", "stale", "stale", "503", "429", "reset", "slow", "future", "behind"]
 FAR_FUTURE = datetime(2099, 1, 1, tzinfo=UTC)
 
-# The cadence's jitter is random: let hypothesis seed it, so that a failure replays.
-register_random(_poller._rng)
+
+@pytest.fixture(autouse=True, scope="module")
+def _jitter_seeded_by_hypothesis() -> None:
+    """The jitter is random: hypothesis seeds its generator for each example, so that a failure
+    replays. Registered when the tests run rather than at import: ``register_random`` makes a
+    full garbage collection, cheap once conftest has frozen what collecting the tests made.
+    It also checks that something refers to the generator, with ``gc.get_referrers``, which
+    does not see the frozen module that holds it: ``held`` is a referrer it sees."""
+    held = [_poller._rng]
+    register_random(held[0])
 
 
 @frozen
