@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 import uuid
 from collections import deque
@@ -98,6 +99,8 @@ _STRATEGIES: Final = ("auto", "summary", "per_run")
 _REQUEST_BYTES: Final = 500
 # One generator for the whole module, as in the poller.
 _rng: Final = random.Random()
+if hasattr(os, "register_at_fork"):  # as in the poller (not on Windows)
+    os.register_at_fork(after_in_child=_rng.seed)
 
 # What a run is watched for.
 _STEPS: Final = "steps"  # every event (add(..., events=True))

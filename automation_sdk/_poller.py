@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import uuid
 from types import TracebackType
@@ -55,6 +56,10 @@ _JITTER: Final = 0.1
 _CANCEL_BUDGET: Final = 5.0
 # One generator for every watch: a Random per watch would cost 2.5 kB each.
 _rng: Final = random.Random()
+# A process forked from one that imported the SDK (a pre-forking server, a task queue's
+# worker pool) would draw the same jitter as its siblings: reseeded there, like `random`'s.
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_rng.seed)
 
 
 class RunWatch:

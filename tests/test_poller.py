@@ -7,6 +7,10 @@ import contextlib
 import gc
 import json
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1241,3 +1245,44 @@ def test_the_fingerprint_covers_what_events_depend_on() -> None:
 def test_an_odd_answer_has_no_fingerprint(data: object) -> None:
     """Anything unexpected skips the fast path, so that full validation judges it."""
     assert fingerprint(data) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_processes_forked_after_import_draw_their_own_jitter() -> None:
+    """Workers forked from one parent (a pre-forking server) do not poll in lockstep.
+
+    The watches' and monitors' jitter comes from one generator per module; each child forked
+    after the SDK was imported reseeds it, as Python reseeds ``random``'s. In a fresh process,
+    for os.fork() from pytest's worker, which has threads, is unsafe.
+    """
+    script = textwrap.dedent(
+        """
+        import os
+        from automation_sdk import _monitor, _poller
+
+        def draws():
+            return f"{_poller._rng.random()!r} {_monitor._rng.random()!r}"
+
+        children = []
+        for _ in range(2):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.write(write, draws().encode())
+                os._exit(0)
+            os.close(write)
+            children.append(os.read(read, 200).decode())
+            os.waitpid(pid, 0)
+        print(draws())
+        print(*children, sep="\\n")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    parent, *children = [line.split() for line in done.stdout.splitlines()]
+    assert len(children) == 2
+    for module in (0, 1):  # the poller's draw, the monitor's
+        draws = {parent[module], children[0][module], children[1][module]}
+        assert len(draws) == 3, done.stdout
