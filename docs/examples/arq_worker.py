@@ -63,7 +63,12 @@ JOB_EXPIRES: Final = timedelta(days=7)
 """A follow job not finished by then is dropped by arq ("job expired"): the longest run followed."""
 
 _TERMINAL: Final = frozenset({"FINISHED", "FAILED"})
-_WORKER: Final = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _worker() -> str:
+    """This worker: its host and process id, read when used, so that workers forked from one
+    parent (a process manager that imports this module first) each have their own."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def events_key(run_id: uuid.UUID | str) -> str:
@@ -108,7 +113,7 @@ return id
 async def claim(redis: Redis, run_id: uuid.UUID | str) -> tuple[str, str | None]:
     """Take the run's watch over: a new fencing token, and the checkpoint stored so far."""
     claimed = redis.register_script(_CLAIM)
-    token, checkpoint = await claimed(keys=[watch_key(run_id)], args=[_WORKER])
+    token, checkpoint = await claimed(keys=[watch_key(run_id)], args=[_worker()])
     return str(token), _text(checkpoint) or None
 
 
@@ -130,7 +135,7 @@ def entry(event: StepTransition | RunTransition) -> dict[str, str]:
         "previous": "" if event.previous is None else event.previous.value,
         "status": event.status.value,
         "observed_at": event.observed_at.isoformat(),
-        "worker": _WORKER,
+        "worker": _worker(),
     }
     return fields
 
