@@ -1,7 +1,8 @@
 """``arq arq_worker.WorkerSettings`` with arq's waits shortened, for the kill test.
 
 ``python _arq_test_worker.py --job-timeout S --grace S --poll-delay S`` (with
-docs/examples on ``PYTHONPATH``) runs the page's worker as arq's command line
+docs/examples on ``PYTHONPATH``), or ``run(S, S, S)`` in a process that
+tests/_forkserver.py forked, runs the page's worker as arq's command line
 would: arq's default logging, a :class:`arq.worker.Worker` built from
 ``arq_worker.WorkerSettings``, then ``Worker.run()``, which stops on SIGTERM or
 SIGINT. Three numbers differ:
@@ -33,14 +34,11 @@ from arq.logs import default_log_config
 from arq.worker import create_worker
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("--job-timeout", "--grace", "--poll-delay"):
-        parser.add_argument(name, type=float, required=True, metavar="SECONDS")
-    args = parser.parse_args()
+def run(job_timeout: float, grace: float, poll_delay: float) -> None:
+    """Run the page's worker with those three numbers, until SIGTERM or SIGINT."""
     logging.config.dictConfig(default_log_config(verbose=False))
     worker = create_worker(
-        arq_worker.WorkerSettings, job_timeout=args.job_timeout, poll_delay=args.poll_delay
+        arq_worker.WorkerSettings, job_timeout=job_timeout, poll_delay=poll_delay
     )
     # Fail loudly, rather than test something else, should arq change how it sets the key.
     arqs = worker.job_timeout_s + 10
@@ -49,8 +47,16 @@ def main() -> None:
             f"arq's in-progress expiry is {worker.in_progress_timeout_s!r} s, not "
             f"job_timeout + 10 s ({arqs!r}): tests/_arq_test_worker.py needs a look"
         )
-    worker.in_progress_timeout_s = worker.job_timeout_s + args.grace
+    worker.in_progress_timeout_s = worker.job_timeout_s + grace
     worker.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("--job-timeout", "--grace", "--poll-delay"):
+        parser.add_argument(name, type=float, required=True, metavar="SECONDS")
+    args = parser.parse_args()
+    run(args.job_timeout, args.grace, args.poll_delay)
 
 
 if __name__ == "__main__":

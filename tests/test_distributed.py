@@ -17,13 +17,15 @@ process it starts is killed, by process group, even when it fails.
 The waits are the page's, made shorter, so that the test takes about 5 seconds,
 not half a minute (the numbers are below the imports; docs/distributed.md, "What
 the test shows", says why production's differ): quarter-second segments, polls
-every 0.15 s, and workers started by tests/_arq_test_worker.py, which poll the
+every 0.15 s, and workers running tests/_arq_test_worker.py, which poll the
 queue every 0.1 s, give a segment 1 s before arq fails it, and take a SIGKILLed
 worker's jobs over 1.25 s after they started (that job_timeout plus 0.25 s),
 where plain arq waits job_timeout + 10 s. What happens is unchanged: a SIGKILL,
 an in-progress key that Redis expires, arq starting the job again, another
 worker resuming the watch from the checkpoint. Twenty runs (there were sixty)
-leave the killed worker at least seven: it is the one holding the most.
+leave the killed worker at least seven: it is the one holding the most. The
+emulator and the workers are forked by tests/_forkserver.py, which imported what
+they run once for all four.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import collections
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import re
 import runpy
@@ -64,8 +67,7 @@ EXAMPLES = ROOT / "docs" / "examples"
 TOKEN = "distributed-test"
 RUNS = 20
 WORKERS = 3
-HELD_EMULATOR = Path(__file__).resolve().parent / "_held_emulator.py"
-TEST_WORKER = Path(__file__).resolve().parent / "_arq_test_worker.py"
+FORKSERVER = Path(__file__).resolve().parent / "_forkserver.py"
 STEP_DURATION = 4.0  # on the emulator's held clock: a state lasts until the test moves it on
 # The page's numbers, shortened so that the test takes seconds, not minutes (docs/distributed.md,
 # "What the test shows"); the mechanism is the same.
@@ -98,12 +100,40 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Forked:
+    """A process that tests/_forkserver.py forked: what the tests use of a ``Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        """None while it runs; -1 once it ended (the fork server, its parent, reaped it)."""
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return -1
+        return None
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"process {self.pid}", timeout)
+            time.sleep(0.01)
+        return code
+
+
+Process = subprocess.Popen[bytes] | Forked
+
+
 class Processes:
     """Processes started by a test, each in its own group, all killed at the end."""
 
     def __init__(self, logs: Path) -> None:
         self._logs = logs
-        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.started: list[tuple[Process, Path]] = []
+        self._server: subprocess.Popen[bytes] | None = None
+        self._ready = False
 
     def start(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
@@ -122,23 +152,68 @@ class Processes:
         self.started.append((process, log))
         return process
 
+    def start_forkserver(self, env: dict[str, str]) -> None:
+        """Start tests/_forkserver.py, with ``env``, which it imports what it runs with."""
+        log = self._logs / "forkserver.log"
+        with log.open("wb") as err:
+            self._server = subprocess.Popen(
+                [sys.executable, str(FORKSERVER)],
+                cwd=EXAMPLES,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.started.append((self._server, log))
+        self._ready = False
+
+    async def _answer(self) -> str:
+        assert self._server is not None and self._server.stdout is not None
+        return (await asyncio.to_thread(self._server.stdout.readline)).decode().strip()
+
+    async def fork(
+        self, name: str, run: str, args: list[object], env: dict[str, str] | None = None
+    ) -> Forked:
+        """A process the fork server forked, running ``run`` (see tests/_forkserver.py)."""
+        assert self._server is not None and self._server.stdin is not None
+        if not self._ready:  # it has imported everything
+            ready = await asyncio.wait_for(self._answer(), STARTUP)
+            assert ready == "ready", f"the fork server said {ready!r}\n{self.tails()}"
+            self._ready = True
+        log = self._logs / f"{name}.log"
+        log.touch()
+        command = {"run": run, "log": str(log), "env": env or {}, "args": [*map(str, args)]}
+        self._server.stdin.write(json.dumps(command).encode() + b"\n")
+        self._server.stdin.flush()
+        process = Forked(int(await asyncio.wait_for(self._answer(), STARTUP)))
+        self.started.append((process, log))
+        return process
+
     @staticmethod
-    def kill(process: subprocess.Popen[bytes]) -> None:
+    def kill(process: Process) -> None:
         """SIGKILL the process's group, as an OOM killer or a lost machine would."""
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
     def close(self) -> None:
-        for process, _ in self.started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for process, _ in self.started:
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.kill(process)
+        # The fork server last: it collects the processes it forked as they end.
+        forked = [process for process, _ in self.started if process is not self._server]
+        for group in (forked, [self._server] if self._server is not None else []):
+            for process in group:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            for process in group:
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.kill(process)
+        if self._server is not None:
+            for pipe in (self._server.stdin, self._server.stdout):
+                if pipe is not None:
+                    pipe.close()
 
     def output(self) -> str:
         """Everything the processes printed."""
@@ -236,7 +311,7 @@ async def _until(
 
 
 async def _log_line(
-    processes: Processes, process: subprocess.Popen[bytes], pattern: str, timeout: float
+    processes: Processes, process: Process, pattern: str, timeout: float
 ) -> re.Match[str]:
     """Wait until ``process`` (started by ``processes``) has printed ``pattern``."""
     log = next(log for started, log in processes.started if started is process)
@@ -578,32 +653,34 @@ async def test_a_sigkilled_worker_loses_and_repeats_no_event(
 ) -> None:
     """Twenty runs on three workers, one SIGKILLed mid-watch: every stream is the run's history."""
     began = time.monotonic()
-    emulator = processes.start(
-        "emulator",
-        [sys.executable, str(HELD_EMULATOR), TOKEN, str(STEP_DURATION), "11"],
+    # The emulator and the workers are forked by one process that imported what they run
+    # (tests/_forkserver.py): each is a process of its own, started at once.
+    processes.start_forkserver(
+        {
+            **{k: v for k, v in os.environ.items() if k != "AUTOMATION_ORG_ID"},
+            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(Path(__file__).parent)]),
+            "REDIS_URL": redis_url,
+            "AUTOMATION_API_TOKEN": TOKEN,
+            "FOLLOW_SEGMENT": str(SEGMENT),
+            "FOLLOW_INTERVAL": str(POLL_INTERVAL),
+            "FOLLOW_MAX_INTERVAL": str(POLL_INTERVAL),
+        }
     )
+    emulator = await processes.fork("emulator", "emulator", [TOKEN, STEP_DURATION, 11])
     url, clock_url = [
         (await _log_line(processes, emulator, rf"{what} on (http://127\.0\.0\.1:\d+)", STARTUP))[1]
         for what in ("listening", "clock")
     ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(EXAMPLES),
-        "REDIS_URL": redis_url,
-        "AUTOMATION_API_TOKEN": TOKEN,
-        "AUTOMATION_BASE_URL": url,
-        "FOLLOW_SEGMENT": str(SEGMENT),
-        "FOLLOW_INTERVAL": str(POLL_INTERVAL),
-        "FOLLOW_MAX_INTERVAL": str(POLL_INTERVAL),
-    }
-    env.pop("AUTOMATION_ORG_ID", None)
     # The workers start together: each is ready once arq logs that it polls the queue.
-    argv = [sys.executable, str(TEST_WORKER), "--job-timeout", str(JOB_TIMEOUT)]
-    argv += ["--grace", str(GRACE), "--poll-delay", str(POLL_DELAY)]
-    workers = {
-        worker.pid: worker
-        for worker in (processes.start(f"worker{n}", argv, env) for n in range(WORKERS))
-    }
+    workers = {}
+    for n in range(WORKERS):
+        worker = await processes.fork(
+            f"worker{n}",
+            "worker",
+            [JOB_TIMEOUT, GRACE, POLL_DELAY],
+            {"AUTOMATION_BASE_URL": url},
+        )
+        workers[worker.pid] = worker
     for worker in workers.values():
         await _log_line(processes, worker, r"Starting worker for 1 functions", STARTUP)
 
