@@ -76,6 +76,17 @@ class Version:
         return found
 
 
+# The strategies ``histories`` draws from, built once: a strategy made inside the loop is
+# built again at each draw (those of lists are not cached), which cost as much as the test.
+_CHANGES = st.lists(st.sampled_from(["run", "add", "step"]), max_size=3)
+_LIVE_RUN_STATUS = st.sampled_from(LIVE_RUN_STATUSES)
+_STEP_STATUS = st.sampled_from(STEP_STATUSES)
+_STEP_INDEX = [st.integers(0, n - 1) for n in range(1, len(STEP_IDS) + 1)]
+_GAP = st.floats(0.05, 25.0)
+_TICK = st.sampled_from([0, 1, 1, 1])  # sometimes updated_at does not move
+_END = st.sampled_from(["FINISHED", "FAILED"])
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> list[Version]:
     """NEW, then random changes of the run and its steps, then FINISHED or FAILED."""
@@ -84,22 +95,20 @@ def histories(draw: st.DrawFn) -> list[Version]:
     time, ts = 0.0, 0
     versions = [Version(0.0, 0, run, ())]
     for _ in range(draw(st.integers(0, 10))):
-        for change in draw(st.lists(st.sampled_from(["run", "add", "step"]), max_size=3)):
+        for change in draw(_CHANGES):
             if change == "run":
-                run = draw(st.sampled_from(LIVE_RUN_STATUSES))
+                run = draw(_LIVE_RUN_STATUS)
             elif change == "add" and len(steps) < n_steps:
-                steps.append(draw(st.sampled_from(STEP_STATUSES)))
+                steps.append(draw(_STEP_STATUS))
             elif change == "step" and steps:
-                steps[draw(st.integers(0, len(steps) - 1))] = draw(st.sampled_from(STEP_STATUSES))
-        time += draw(st.floats(0.05, 25.0))
-        ts += draw(st.sampled_from([0, 1, 1, 1]))  # sometimes updated_at does not move
+                steps[draw(_STEP_INDEX[len(steps) - 1])] = draw(_STEP_STATUS)
+        time += draw(_GAP)
+        ts += draw(_TICK)
         versions.append(Version(time, ts, run, tuple(steps)))
     if draw(st.booleans()) and steps:
-        steps[-1] = draw(st.sampled_from(["FINISHED", "FAILED"]))
-    time += draw(st.floats(0.05, 25.0))
-    versions.append(
-        Version(time, ts + 1, draw(st.sampled_from(["FINISHED", "FAILED"])), tuple(steps))
-    )
+        steps[-1] = draw(_END)
+    time += draw(_GAP)
+    versions.append(Version(time, ts + 1, draw(_END), tuple(steps)))
     return versions
 
 
