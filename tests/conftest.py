@@ -228,6 +228,25 @@ def one_cli_parser() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def jitter_seeded_by_hypothesis() -> None:
+    """Have hypothesis seed the watches' and monitors' jitter for each example.
+
+    The jitter is random: seeded, a failing example replays. Registered when the tests run
+    rather than when their module is imported: ``register_random`` makes a full garbage
+    collection, cheap once ``pytest_collection_finish`` has frozen what collection made. It
+    also checks that something refers to each generator, with ``gc.get_referrers``, which
+    does not see the frozen modules that hold them: ``held`` is a referrer it sees.
+    """
+    from hypothesis import register_random
+
+    from automation_sdk import _monitor, _poller
+
+    held = [_poller._rng, _monitor._rng]
+    for rng in held:
+        register_random(rng)
+
+
 @pytest.fixture
 def mock() -> types.GeneratorType:  # type: ignore[type-arg]
     """An aioresponses mock; requests to anything not registered fail."""

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from hypothesis import example, given, register_random, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_poller_property import STEP_IDS, Logged, Version, at, check, histories
 from yarl import URL
@@ -32,7 +32,6 @@ from automation_sdk import (
     RetryPolicy,
     Run,
     RunStatus,
-    _monitor,
 )
 from automation_sdk.testing import FakeClock
 from payloads import AUTOMATION_ID, BASE_URL, TOKEN
@@ -43,15 +42,8 @@ OUTCOMES = ["ok", "ok", "ok", "ok", "stale", "stale", "503", "429", "reset", "sl
 OTHERS = [uuid.UUID(int=1000 + i, version=4) for i in range(3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _jitter_seeded_by_hypothesis() -> None:
-    """The jitter is random: hypothesis seeds its generator for each example, so that a failure
-    replays. Registered when the tests run rather than at import: ``register_random`` makes a
-    full garbage collection, cheap once conftest has frozen what collecting the tests made.
-    It also checks that something refers to the generator, with ``gc.get_referrers``, which
-    does not see the frozen module that holds it: ``held`` is a referrer it sees."""
-    held = [_monitor._rng]
-    register_random(held[0])
+# Hypothesis seeds the jitter for each example, so that a failure replays (conftest.py).
+pytestmark = pytest.mark.usefixtures("jitter_seeded_by_hypothesis")
 
 
 def detail(run_id: uuid.UUID, versions: list[Version], k: int) -> dict[str, Any]:

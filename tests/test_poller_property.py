@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 from attrs import frozen
-from hypothesis import given, register_random, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -34,7 +34,6 @@ from automation_sdk import (
     RunTransition,
     StepTransition,
     WaitTimeoutError,
-    _poller,
     _tracker,
 )
 from automation_sdk.testing import FakeClock
@@ -49,15 +48,8 @@ OUTCOMES = ["ok", "ok", "ok", "stale", "stale", "503", "429", "reset", "slow", "
 FAR_FUTURE = datetime(2099, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _jitter_seeded_by_hypothesis() -> None:
-    """The jitter is random: hypothesis seeds its generator for each example, so that a failure
-    replays. Registered when the tests run rather than at import: ``register_random`` makes a
-    full garbage collection, cheap once conftest has frozen what collecting the tests made.
-    It also checks that something refers to the generator, with ``gc.get_referrers``, which
-    does not see the frozen module that holds it: ``held`` is a referrer it sees."""
-    held = [_poller._rng]
-    register_random(held[0])
+# Hypothesis seeds the jitter for each example, so that a failure replays (conftest.py).
+pytestmark = pytest.mark.usefixtures("jitter_seeded_by_hypothesis")
 
 
 @frozen
