@@ -307,7 +307,9 @@ async def _until(
     while not await check():
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout:g}s{detail()}\n{logs.tails()}")
-        await asyncio.sleep(0.05)
+        # Every 20 ms: the kill test waits here twice a phase, and each check is one
+        # pipelined round trip to Redis; at 50 ms it took 0.35 s longer, for no less CPU.
+        await asyncio.sleep(0.02)
 
 
 async def _log_line(
