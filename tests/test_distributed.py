@@ -153,7 +153,7 @@ class Processes:
         return process
 
     def start_forkserver(self, env: dict[str, str]) -> None:
-        """Start tests/_forkserver.py, with ``env``, which it imports what it runs with."""
+        """Start tests/_forkserver.py with ``env``, which arq_worker.py reads at import."""
         log = self._logs / "forkserver.log"
         with log.open("wb") as err:
             self._server = subprocess.Popen(
