@@ -20,9 +20,10 @@ automation, whose steps last 10 minutes (nothing changes while measured),
 follows them, waits until every run is followed (the job claimed it, or the
 monitor published its first events), then measures the lag for ``--seconds``
 and counts the API requests the emulator answered meanwhile
-(``/_emulator/stats``), per run and per second. The job's watches poll once a
-second (``FOLLOW_INTERVAL`` = ``FOLLOW_MAX_INTERVAL`` = 1); the monitor gets the
-same ``interval`` and ``max_interval``, and its default strategy. The baseline
+(``/_emulator/stats``) and the commands Redis ran (``INFO stats``), per run
+and per second. The job's watches poll once a second (``FOLLOW_INTERVAL`` =
+``FOLLOW_MAX_INTERVAL`` = 1); the monitor gets the same ``interval`` and
+``max_interval``, and its default strategy. The baseline
 is the same setup following no run. Each N is measured ``--repeats`` times; the
 median p99 and the spread are printed, and the ramp stops at the first N whose
 median p99 passes 50 ms (or at ``--max-runs``, or when its share of
@@ -63,6 +64,9 @@ EXAMPLE = ROOT / "docs" / "examples" / "arq_worker.py"
 TOKEN = "bench-token"
 LIMIT = 0.050  # seconds of p99 lag
 PROBE = 0.010
+
+Figures = tuple[float, float, float]
+"""One measure: the loop's p99 lag (s), API requests and Redis commands per run per second."""
 
 
 def free_port() -> int:
@@ -149,16 +153,27 @@ async def all_set(
         await asyncio.sleep(0.2)
 
 
-async def sample(runs: int, seconds: float) -> tuple[float, float]:
-    """The loop's p99 lag over ``seconds``, and the API requests per run per second meanwhile."""
+async def redis_commands(redis: Redis) -> int:
+    """How many commands ``redis-server`` has run so far (``INFO stats``)."""
+    return int((await redis.info("stats"))["total_commands_processed"])
+
+
+async def sample(redis: Redis, runs: int, seconds: float) -> Figures:
+    """The loop's p99 lag over ``seconds``, and the API requests and Redis commands per run
+    per second meanwhile."""
     await asyncio.sleep(1.0)  # a full poll interval, so that every run is in its cadence
-    before, began = await requests_served(), time.monotonic()
+    served0, commands0 = await requests_served(), await redis_commands(redis)
+    began = time.monotonic()
     p99 = await lag_p99(seconds)
-    served, elapsed = await requests_served() - before, time.monotonic() - began
-    return p99, served / runs / elapsed if runs else 0.0
+    elapsed = time.monotonic() - began
+    served = await requests_served() - served0
+    commands = await redis_commands(redis) - commands0
+    if not runs:
+        return p99, 0.0, 0.0
+    return p99, served / runs / elapsed, commands / runs / elapsed
 
 
-async def measure_jobs(example: ModuleType, runs: int, seconds: float) -> tuple[float, float]:
+async def measure_jobs(example: ModuleType, runs: int, seconds: float) -> Figures:
     """Follow ``runs`` fresh runs, one arq job each, with one in-process worker."""
     from arq import create_pool
     from arq.worker import Worker, get_kwargs
@@ -171,22 +186,35 @@ async def measure_jobs(example: ModuleType, runs: int, seconds: float) -> tuple[
         await example.enqueue_follow(redis, automation_id, run_id)
     settings = {**get_kwargs(example.WorkerSettings), "max_jobs": max(10, 2 * runs)}
     worker = Worker(**settings, handle_signals=False)  # type: ignore[arg-type]
+    # A poll must end before the worker closes: cancelled midway, it leaves a Redis pipeline
+    # open. With many runs, one poll takes seconds (arq checks every queued job in turn).
+    polled = asyncio.Event()
+    polled.set()
+    poll = worker._poll_iteration
+
+    async def poll_tracked() -> None:
+        polled.clear()
+        try:
+            await poll()
+        finally:
+            polled.set()
+
+    worker._poll_iteration = poll_tracked  # type: ignore[method-assign]
     task = asyncio.create_task(worker.async_run())
     try:
         keys = [example.watch_key(run_id) for run_id in run_ids]
         await all_set(redis, keys, "token", runs, task)
-        return await sample(runs, seconds)
+        return await sample(redis, runs, seconds)
     finally:
-        # Let a poll that is starting jobs finish before the worker is cancelled.
-        worker.allow_pick_jobs = False
-        await asyncio.sleep(2 * worker.poll_delay_s)
+        worker.allow_pick_jobs = False  # the next poll starts nothing
+        await polled.wait()
         await worker.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await redis.aclose()
 
 
-async def measure_monitor(example: ModuleType, runs: int, seconds: float) -> tuple[float, float]:
+async def measure_monitor(example: ModuleType, runs: int, seconds: float) -> Figures:
     """Follow ``runs`` fresh runs with one RunMonitor, publishing as the example's job does.
 
     Each run is claimed as a job claims it (its fencing token), added to the
@@ -219,7 +247,7 @@ async def measure_monitor(example: ModuleType, runs: int, seconds: float) -> tup
             try:
                 keys = [example.watch_key(run_id) for run_id in run_ids]
                 await all_set(redis, keys, "checkpoint", runs, task)
-                return await sample(runs, seconds)
+                return await sample(redis, runs, seconds)
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -238,25 +266,29 @@ async def ramp(args: argparse.Namespace, example: ModuleType, setup: str, budget
     title, measure = SETUPS[setup]
     began = time.monotonic()
 
-    async def repeated(runs: int) -> list[tuple[float, float]]:
+    async def repeated(runs: int) -> list[Figures]:
         return [await measure(example, runs, args.seconds) for _ in range(args.repeats)]
 
     base = await repeated(0)
-    baseline = statistics.median(p99 for p99, _ in base)
+    baseline = statistics.median(p99 for p99, _, _ in base)
     print(f"\n{setup}: {title}")
     print(
         f"{'runs/worker':>11}  {'lag p99 (median)':>16}  {'spread':>17}  {'x baseline':>10}  "
-        f"{'req/run/s':>9}"
+        f"{'req/run/s':>9}  {'redis/run/s':>11}"
     )
 
-    def line(runs: int, figures: list[tuple[float, float]]) -> float:
-        lags = [p99 for p99, _ in figures]
+    def line(runs: int, figures: list[Figures]) -> float:
+        lags = [p99 for p99, _, _ in figures]
         p99 = statistics.median(lags)
-        rate = f"{statistics.median(r for _, r in figures):>9.2f}" if runs else f"{'-':>9}"
+        if runs:
+            rates = f"{statistics.median(r for _, r, _ in figures):>9.2f}  "
+            rates += f"{statistics.median(c for _, _, c in figures):>11.1f}"
+        else:
+            rates = f"{'-':>9}  {'-':>11}"
         print(
             f"{runs:>11}  {p99 * 1000:>13.1f} ms  "
             f"{min(lags) * 1000:>6.1f}-{max(lags) * 1000:<6.1f} ms  "
-            f"{p99 / baseline:>10.1f}  {rate}",
+            f"{p99 / baseline:>10.1f}  {rates}",
             flush=True,
         )
         return p99
